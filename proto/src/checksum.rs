@@ -28,11 +28,17 @@ pub fn postback_checksum(order_id: &str, order_timestamp: &str, api_secret: &str
 
 /// Compares two checksums in time independent of where they first differ.
 pub fn checksums_match(expected: &str, given: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), given.trim().to_ascii_lowercase().into_bytes());
+    let (a, b) = (
+        expected.as_bytes(),
+        given.trim().to_ascii_lowercase().into_bytes(),
+    );
     if a.len() != b.len() {
         return false;
     }
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]

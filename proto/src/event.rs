@@ -14,7 +14,10 @@ pub enum EventKind {
         expires_at: String,
     },
     /// The token expires soon.
-    TokenExpiring { minutes_left: i64, expires_at: String },
+    TokenExpiring {
+        minutes_left: i64,
+        expires_at: String,
+    },
     /// The token passed its cutoff.
     TokenExpired { expires_at: String },
     /// Kite refused the token, or it was logged out.

@@ -230,7 +230,9 @@ impl fmt::Debug for Response {
                 .field("expires_at", expires_at)
                 .finish(),
             Response::Pong { version } => f.debug_struct("Pong").field("version", version).finish(),
-            Response::Status { status } => f.debug_struct("Status").field("status", status).finish(),
+            Response::Status { status } => {
+                f.debug_struct("Status").field("status", status).finish()
+            }
             Response::LoginUrl {
                 login_url,
                 callback_url,
@@ -289,7 +291,10 @@ impl Response {
             }
             Response::Done => {}
             Response::Error(e) => {
-                map.insert("error".into(), serde_json::to_value(e).expect("error serializes"));
+                map.insert(
+                    "error".into(),
+                    serde_json::to_value(e).expect("error serializes"),
+                );
             }
         }
         Value::Object(map)

@@ -27,8 +27,13 @@ pub fn validate_profile(name: &str) -> Result<(), String> {
 
 /// The per-user directory for runtime files: `$XDG_RUNTIME_DIR/kited`, or `/tmp/kited-$UID`.
 pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Path::new(&dir).join("kited"),
+    runtime_dir_in(std::env::var("XDG_RUNTIME_DIR").ok().as_deref())
+}
+
+/// [`runtime_dir`] for a given `XDG_RUNTIME_DIR` value (`None` or empty: unset).
+pub fn runtime_dir_in(xdg_runtime_dir: Option<&str>) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) if !dir.is_empty() => Path::new(dir).join("kited"),
         _ => PathBuf::from(format!("/tmp/kited-{}", rustix::process::getuid().as_raw())),
     }
 }

@@ -1,1 +1,9 @@
+//! kite-tests: a faithful loopback Kite Connect simulator, and the harness that runs the real
+//! `kited` and `kitectl` binaries against it in end-to-end tests.
 
+pub mod harness;
+pub mod http_client;
+pub mod sim;
+
+pub use harness::{bin, follow_browser_login, Daemon, DaemonBuilder};
+pub use sim::{Call, Fault, Sim, SimConfig};

@@ -1,0 +1,428 @@
+//! The connection to kited: connect, send one request line, read one answer line.
+
+use crate::exit;
+use kite_proto::{FrameError, LineBuffer, Request, Response, WireError};
+use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use serde_json::Value;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long connecting, writing, and waiting for an ordinary answer may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection to the daemon could not be made.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// No socket file (or no directory for it).
+    NoSocket,
+    /// A socket file, but nobody listening on it (a daemon that died without cleaning up).
+    Refused,
+    /// The daemon's accept queue stayed full for [`TIMEOUT`]: it is alive but stuck.
+    Busy,
+    /// Not allowed to connect (another user's socket, or a directory without access).
+    Denied,
+    /// Anything else the kernel said.
+    Other(io::Error),
+}
+
+/// Everything that can go wrong between kitectl and kited.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No connection could be made.
+    Unreachable { path: PathBuf, why: Unreachable },
+    /// No (complete) answer within the time allowed.
+    Timeout { path: PathBuf, after: Duration },
+    /// The daemon hung up before answering.
+    Closed { path: PathBuf },
+    /// The connection broke while talking.
+    Io { path: PathBuf, source: io::Error },
+    /// The daemon answered something kitectl does not understand.
+    Protocol(String),
+    /// The daemon answered `{"ok":false,"error":{...}}`.
+    Daemon(WireError),
+}
+
+const START_HINT: &str = "start it with `systemctl --user start kited` or `kited`";
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Unreachable { path, why } => {
+                let path = path.display();
+                match why {
+                    Unreachable::NoSocket => {
+                        write!(f, "kited is not running (no socket at {path}): {START_HINT}")
+                    }
+                    Unreachable::Refused => write!(
+                        f,
+                        "kited is not running (nothing listening on {path}): {START_HINT}"
+                    ),
+                    Unreachable::Busy => write!(
+                        f,
+                        "kited is not answering (connecting to {path} timed out): \
+                         check `systemctl --user status kited`"
+                    ),
+                    Unreachable::Denied => write!(
+                        f,
+                        "cannot connect to kited at {path}: permission denied \
+                         (is it another user's daemon?)"
+                    ),
+                    Unreachable::Other(e) => write!(f, "cannot connect to kited at {path}: {e}"),
+                }
+            }
+            ClientError::Timeout { path, after } => write!(
+                f,
+                "kited did not answer within {}s ({}): check `systemctl --user status kited`",
+                after.as_secs(),
+                path.display()
+            ),
+            ClientError::Closed { path } => write!(
+                f,
+                "kited closed the connection without answering ({})",
+                path.display()
+            ),
+            ClientError::Io { path, source } => {
+                write!(f, "lost the connection to kited at {}: {source}", path.display())
+            }
+            ClientError::Protocol(message) => write!(
+                f,
+                "unexpected answer from kited: {message} (is kitectl {} the same version as kited?)",
+                kite_proto::VERSION
+            ),
+            ClientError::Daemon(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// The process exit code this error ends with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Unreachable { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Closed { .. }
+            | ClientError::Io { .. } => exit::UNREACHABLE,
+            ClientError::Protocol(_) => exit::FAILURE,
+            ClientError::Daemon(e) => exit::for_kind(e.kind),
+        }
+    }
+}
+
+/// Classifies a failed `connect(2)`.
+fn unreachable(e: io::Error) -> Unreachable {
+    match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
+        Some(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Unreachable::NoSocket,
+        Some(rustix::io::Errno::CONNREFUSED) => Unreachable::Refused,
+        Some(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT) => Unreachable::Busy,
+        Some(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => Unreachable::Denied,
+        _ => Unreachable::Other(e),
+    }
+}
+
+/// One connection to the daemon.
+pub struct Client {
+    stream: UnixStream,
+    path: PathBuf,
+    frames: LineBuffer,
+    /// The read timeout in force, for the error message.
+    timeout: Option<Duration>,
+}
+
+impl Client {
+    /// Connects to the socket at `path`, giving up after [`TIMEOUT`] when the daemon is stuck.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let fail = |e: io::Error| ClientError::Unreachable {
+            path: path.to_path_buf(),
+            why: unreachable(e),
+        };
+        let addr = SocketAddrUnix::new(path).map_err(|e| fail(e.into()))?;
+        let fd = sock::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| fail(e.into()))?;
+        // On Linux a blocking AF_UNIX connect waits for room in the listener's backlog for at
+        // most SO_SNDTIMEO, so this also bounds the connect itself.
+        sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Send, Some(TIMEOUT))
+            .map_err(|e| fail(e.into()))?;
+        sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Recv, Some(TIMEOUT))
+            .map_err(|e| fail(e.into()))?;
+        loop {
+            match sock::connect(&fd, &addr) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(fail(e.into())),
+            }
+        }
+        Ok(Client {
+            stream: UnixStream::from(fd),
+            path: path.to_path_buf(),
+            frames: LineBuffer::new(),
+            timeout: Some(TIMEOUT),
+        })
+    }
+
+    /// Sets how long to wait for each answer; `None` waits for ever (`watch`).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|source| self.io(source))?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    fn io(&self, source: io::Error) -> ClientError {
+        match source.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+                path: self.path.clone(),
+                after: self.timeout.unwrap_or(TIMEOUT),
+            },
+            _ => ClientError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Sends one request line.
+    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        let line = request.to_line();
+        self.stream
+            .write_all(line.as_bytes())
+            .map_err(|source| self.io(source))
+    }
+
+    /// The next line from the daemon, or `None` once it hung up. Lines are capped at
+    /// [`kite_proto::MAX_LINE`].
+    pub fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.frames.next_line() {
+                Some(Ok(line)) => return Ok(Some(line)),
+                Some(Err(FrameError::TooLong)) => {
+                    return Err(ClientError::Protocol(format!(
+                        "an answer longer than {} bytes",
+                        kite_proto::MAX_LINE
+                    )))
+                }
+                None => {}
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.frames.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+    }
+
+    /// Reads one answer as JSON; an `{"ok":false}` answer becomes [`ClientError::Daemon`].
+    pub fn read_answer(&mut self) -> Result<Value, ClientError> {
+        let Some(line) = self.read_line()? else {
+            return Err(ClientError::Closed {
+                path: self.path.clone(),
+            });
+        };
+        parse_answer(&line)
+    }
+
+    /// Sends `request` and returns the daemon's successful answer as raw JSON.
+    pub fn call_value(&mut self, request: &Request) -> Result<Value, ClientError> {
+        self.send(request)?;
+        self.read_answer()
+    }
+
+    /// Sends `request` and returns the daemon's successful answer.
+    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let value = self.call_value(request)?;
+        Response::from_value(value).map_err(ClientError::Protocol)
+    }
+}
+
+/// Parses one answer line; errors the daemon reports become [`ClientError::Daemon`].
+pub fn parse_answer(line: &[u8]) -> Result<Value, ClientError> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| ClientError::Protocol(format!("invalid JSON ({e})")))?;
+    if value.get("ok") == Some(&Value::Bool(false)) {
+        return match Response::from_value(value) {
+            Ok(Response::Error(e)) => Err(ClientError::Daemon(e)),
+            Ok(_) => Err(ClientError::Protocol("a failure without an error".into())),
+            Err(e) => Err(ClientError::Protocol(e)),
+        };
+    }
+    Ok(value)
+}
+
+/// A `Response` of the wrong shape for the request that was sent.
+pub fn unexpected(what: &str, got: &Response) -> ClientError {
+    let shape = match got {
+        Response::Pong { .. } => "a ping answer",
+        Response::Status { .. } => "a status",
+        Response::Token { .. } => "a token",
+        Response::LoginUrl { .. } => "a login URL",
+        Response::Done => "a bare ok",
+        Response::Error(_) => "an error",
+    };
+    ClientError::Protocol(format!("expected {what}, got {shape}"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use kite_proto::ErrorKind;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+    use std::thread;
+
+    /// A fake daemon: for each accepted connection, answers each request line with the next
+    /// canned line (`None` = hang up instead of answering). Returns the socket path and a handle
+    /// yielding the request lines it saw.
+    pub fn fake_daemon(
+        dir: &Path,
+        answers: Vec<Option<String>>,
+    ) -> (PathBuf, thread::JoinHandle<Vec<String>>) {
+        let path = dir.join("kited.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let handle = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let mut seen = Vec::new();
+            for answer in answers {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                seen.push(line.trim_end().to_string());
+                match answer {
+                    Some(answer) => writer.write_all(answer.as_bytes()).unwrap(),
+                    None => break,
+                }
+            }
+            seen
+        });
+        (path, handle)
+    }
+
+    pub fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kitectl-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn missing_socket_is_unreachable() {
+        let dir = temp_dir("missing");
+        let err = Client::connect(&dir.join("nope.sock"))
+            .err()
+            .expect("connect must fail");
+        assert_eq!(err.exit_code(), exit::UNREACHABLE);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("kited is not running (no socket at "),
+            "{text}"
+        );
+        assert!(text.contains("systemctl --user start kited"), "{text}");
+    }
+
+    #[test]
+    fn stale_socket_is_unreachable() {
+        let dir = temp_dir("stale");
+        let path = dir.join("stale.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        let err = Client::connect(&path).err().expect("connect must fail");
+        assert!(matches!(
+            err,
+            ClientError::Unreachable {
+                why: Unreachable::Refused,
+                ..
+            }
+        ));
+        assert_eq!(err.exit_code(), exit::UNREACHABLE);
+    }
+
+    #[test]
+    fn round_trip_and_daemon_errors() {
+        let dir = temp_dir("roundtrip");
+        let (path, daemon) = fake_daemon(
+            &dir,
+            vec![
+                Some("{\"ok\":true,\"version\":\"9.9.9\"}\n".into()),
+                Some(
+                    "{\"ok\":false,\"error\":{\"kind\":\"login_required\",\"message\":\"log in\"}}\n"
+                        .into(),
+                ),
+                Some("not json\n".into()),
+            ],
+        );
+        let mut client = Client::connect(&path).unwrap();
+        assert_eq!(
+            client.call(&Request::Ping).unwrap(),
+            Response::Pong {
+                version: "9.9.9".into()
+            }
+        );
+        match client.call(&Request::GetToken { wait_secs: None }) {
+            Err(ClientError::Daemon(e)) => assert_eq!(e.kind, ErrorKind::LoginRequired),
+            other => panic!("{other:?}"),
+        }
+        let err = client.call(&Request::Status).unwrap_err();
+        assert_eq!(err.exit_code(), exit::FAILURE);
+        assert_eq!(
+            daemon.join().unwrap(),
+            vec![
+                r#"{"op":"ping"}"#,
+                r#"{"op":"get_token"}"#,
+                r#"{"op":"status"}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn hang_up_without_answer_is_unreachable() {
+        let dir = temp_dir("hangup");
+        let (path, daemon) = fake_daemon(&dir, vec![None]);
+        let mut client = Client::connect(&path).unwrap();
+        let err = client.call(&Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), exit::UNREACHABLE);
+        daemon.join().unwrap();
+    }
+
+    #[test]
+    fn silence_times_out() {
+        let dir = temp_dir("silence");
+        let path = dir.join("quiet.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut client = Client::connect(&path).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let err = client.call(&Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), exit::UNREACHABLE);
+        drop(listener);
+    }
+
+    #[test]
+    fn over_long_answer_is_a_protocol_error() {
+        let dir = temp_dir("long");
+        let long = format!(
+            "{{\"ok\":true,\"x\":\"{}\"}}\n",
+            "x".repeat(kite_proto::MAX_LINE)
+        );
+        let (path, daemon) = fake_daemon(&dir, vec![Some(long)]);
+        let mut client = Client::connect(&path).unwrap();
+        let err = client.call(&Request::Ping).unwrap_err();
+        assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
+        daemon.join().unwrap();
+    }
+}

@@ -1,0 +1,656 @@
+//! One function per command: talk to kited, print the result, return the exit code.
+
+use crate::cli::{Cli, Command, Target};
+use crate::client::{unexpected, Client, ClientError, TIMEOUT};
+use crate::exit::{self, note, print, Failure};
+use clap::CommandFactory;
+use kite_proto::{Event, EventKind, Request, Response, TokenStatus};
+use serde::Serialize;
+use serde_json::Value;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+type Outcome = Result<(), Failure>;
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let Cli { target, command } = cli;
+    let outcome = match command {
+        Command::GetToken { wait, json } => return get_token(&target, wait, json),
+        Command::Status { json } => status(&target, json),
+        Command::Login { open, wait } => login(&target, open, wait),
+        Command::Exchange { value } => exchange(&target, &value),
+        Command::Logout => logout(&target),
+        Command::Env { wait } => env(&target, wait),
+        Command::Exec { wait, command } => exec(&target, wait, &command),
+        Command::Watch { json } => watch(&target, json),
+        Command::Ping => ping(&target),
+        Command::Shutdown => shutdown(&target),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::aot::generate(shell, &mut Cli::command(), "kitectl", &mut script);
+            print(&script)
+        }
+        Command::Man => man(),
+    };
+    finish(outcome, &target)
+}
+
+fn finish(outcome: Outcome, target: &Target) -> u8 {
+    match outcome {
+        Ok(()) => exit::OK,
+        Err(failure) => exit::report(&failure, &target.profile),
+    }
+}
+
+fn connect(target: &Target) -> Result<Client, ClientError> {
+    Client::connect(&target.socket_path())
+}
+
+/// The socket read timeout for a request that may block `wait` seconds in the daemon.
+pub fn answer_timeout(wait: Option<u64>) -> Duration {
+    match wait {
+        Some(secs) => Duration::from_secs(secs.saturating_add(TIMEOUT.as_secs())),
+        None => TIMEOUT,
+    }
+}
+
+/// A token as `get_token` returns it.
+#[derive(Serialize)]
+struct Token {
+    access_token: String,
+    api_key: String,
+    expires_at: String,
+}
+
+fn fetch_token(client: &mut Client, wait: Option<u64>) -> Result<Token, ClientError> {
+    if wait.is_some() {
+        client.set_read_timeout(Some(answer_timeout(wait)))?;
+    }
+    match client.call(&Request::GetToken { wait_secs: wait })? {
+        Response::Token {
+            access_token,
+            api_key,
+            expires_at,
+        } => Ok(Token {
+            access_token,
+            api_key,
+            expires_at,
+        }),
+        other => Err(unexpected("a token", &other)),
+    }
+}
+
+/// `get-token`: the token alone on stdout (the hot path: one connect, one line each way).
+pub fn get_token(target: &Target, wait: Option<u64>, json: bool) -> u8 {
+    let outcome = (|| {
+        let mut client = connect(target)?;
+        let token = fetch_token(&mut client, wait)?;
+        drop(client);
+        let mut line = if json {
+            serde_json::to_string(&token).expect("strings always serialize")
+        } else {
+            token.access_token
+        };
+        line.push('\n');
+        print(line.as_bytes())
+    })();
+    finish(outcome, target)
+}
+
+fn fetch_status(client: &mut Client) -> Result<TokenStatus, ClientError> {
+    match client.call(&Request::Status)? {
+        Response::Status { status } => Ok(*status),
+        other => Err(unexpected("a status", &other)),
+    }
+}
+
+/// `status`: human lines, or the status object itself with `--json`. Exit 0 whatever the state.
+fn status(target: &Target, json: bool) -> Outcome {
+    let mut client = connect(target)?;
+    if json {
+        let mut answer = client.call_value(&Request::Status)?;
+        let status = match answer.get_mut("status") {
+            Some(status @ Value::Object(_)) => status.take(),
+            _ => {
+                return Err(
+                    ClientError::Protocol("a status answer without \"status\"".into()).into(),
+                )
+            }
+        };
+        let mut text = status.to_string();
+        text.push('\n');
+        return print(text.as_bytes());
+    }
+    let status = fetch_status(&mut client)?;
+    print(render_status(&status).as_bytes())
+}
+
+/// The human form of a status: a few aligned `label: value` lines.
+pub fn render_status(s: &TokenStatus) -> String {
+    let mut lines: Vec<(&str, String)> = Vec::with_capacity(7);
+    let state = if s.configured {
+        s.state.as_str().to_string()
+    } else {
+        format!("not configured ({})", s.state)
+    };
+    lines.push(("state", state));
+    lines.push(("user", user_label(s).unwrap_or_else(|| "-".into())));
+    if let Some(login_time) = &s.login_time {
+        lines.push(("logged in", login_time.clone()));
+    }
+    let expires = match (&s.expires_at, s.seconds_left) {
+        (Some(at), Some(left)) if left > 0 => {
+            format!("{at} ({} left)", format_duration(left as u64))
+        }
+        (Some(at), Some(_)) => format!("{at} (expired)"),
+        (Some(at), None) => at.clone(),
+        (None, _) => "-".into(),
+    };
+    lines.push(("expires at", expires));
+    if let Some(reason) = &s.invalidated_reason {
+        lines.push(("reason", reason.clone()));
+    }
+    lines.push(("profile", s.profile.clone()));
+    if !s.hint.is_empty() {
+        lines.push(("hint", s.hint.clone()));
+    }
+    let mut out = String::with_capacity(256);
+    for (label, value) in lines {
+        let label = format!("{label}:");
+        out.push_str(&format!("{label:<12}{}\n", exit::one_line(&value)));
+    }
+    out
+}
+
+/// "Name (ID)", or whichever of the two is known.
+fn user_label(s: &TokenStatus) -> Option<String> {
+    match (&s.user_name, &s.user_id) {
+        (Some(name), Some(id)) => Some(format!("{name} ({id})")),
+        (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+        (None, None) => None,
+    }
+}
+
+/// A span for people: "1d 4h", "3h 12m", "12m", "45s" (rounded down).
+pub fn format_duration(secs: u64) -> String {
+    let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// `login`: print the URL, maybe open it, maybe wait for the token to arrive.
+fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
+    let mut client = connect(target)?;
+    let (login_url, callback_url) = match client.call(&Request::LoginUrl)? {
+        Response::LoginUrl {
+            login_url,
+            callback_url,
+        } => (login_url, callback_url),
+        other => return Err(unexpected("a login URL", &other).into()),
+    };
+    print(format!("{login_url}\n").as_bytes())?;
+    note(&format!(
+        "Log in at that URL; Kite then sends the browser to {callback_url}, where kited takes the token.\n\
+         No browser on this machine? Paste the address the browser ends on into `kitectl exchange 'URL'`."
+    ));
+    if open {
+        open_in_browser(&login_url);
+    }
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    note(&format!(
+        "Waiting up to {} for the login…",
+        format_duration(wait)
+    ));
+    let token = fetch_token(&mut client, Some(wait))?;
+    client.set_read_timeout(Some(TIMEOUT))?;
+    let status = fetch_status(&mut client)?;
+    let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
+    let until = status.expires_at.unwrap_or(token.expires_at);
+    print(format!("Logged in as {who} until {until}\n").as_bytes())
+}
+
+/// Starts `xdg-open URL` in its own process group and does not wait for it; a failure to
+/// start it is only a note (the URL is printed anyway).
+fn open_in_browser(url: &str) {
+    let started = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("KITE_API_SECRET")
+        .process_group(0)
+        .spawn();
+    if let Err(e) = started {
+        note(&format!(
+            "kitectl: could not run xdg-open ({e}); open the URL above yourself"
+        ));
+    }
+}
+
+/// What `exchange` sends for the argument: a URL (or query string) is a callback, anything else
+/// a bare request token.
+pub fn exchange_request(value: &str) -> Request {
+    let value = value.trim();
+    if value.contains("://") || value.contains("request_token=") {
+        Request::Exchange {
+            request_token: None,
+            callback_url: Some(value.to_string()),
+        }
+    } else {
+        Request::Exchange {
+            request_token: Some(value.to_string()),
+            callback_url: None,
+        }
+    }
+}
+
+/// `exchange`: trade a request token (or the callback URL) for an access token.
+fn exchange(target: &Target, value: &str) -> Outcome {
+    let mut client = connect(target)?;
+    // The daemon calls Kite before answering; allow for its own timeout.
+    client.set_read_timeout(Some(TIMEOUT * 4))?;
+    let status = match client.call(&exchange_request(value))? {
+        Response::Status { status } => *status,
+        other => return Err(unexpected("a status", &other).into()),
+    };
+    let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
+    let until = status.expires_at.as_deref().unwrap_or("an unknown time");
+    let line = if status.valid {
+        format!("Logged in as {who}; token valid until {until}\n")
+    } else {
+        format!(
+            "Logged in as {who}; but the token is already {} (cutoff {until})\n",
+            status.state
+        )
+    };
+    print(line.as_bytes())
+}
+
+/// `logout`.
+fn logout(target: &Target) -> Outcome {
+    let mut client = connect(target)?;
+    client.set_read_timeout(Some(TIMEOUT * 4))?;
+    match client.call(&Request::Logout)? {
+        Response::Done => print(b"Logged out\n"),
+        other => Err(unexpected("ok", &other).into()),
+    }
+}
+
+/// Single-quotes `text` for POSIX shells: `'…'`, with `'` written as `'\''`.
+pub fn shell_quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            quoted.push_str("'\\''");
+        } else {
+            quoted.push(c);
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
+
+/// `env`: export lines for a shell's `eval`.
+fn env(target: &Target, wait: Option<u64>) -> Outcome {
+    let mut client = connect(target)?;
+    let token = fetch_token(&mut client, wait)?;
+    let text = format!(
+        "export KITE_API_KEY={}\nexport KITE_ACCESS_TOKEN={}\n",
+        shell_quote(&token.api_key),
+        shell_quote(&token.access_token)
+    );
+    print(text.as_bytes())
+}
+
+/// `exec`: replace kitectl with CMD, the token in its environment.
+fn exec(target: &Target, wait: Option<u64>, command: &[OsString]) -> Outcome {
+    let Some((program, args)) = command.split_first() else {
+        return Err(Failure::Local("exec needs a command to run".into()));
+    };
+    let mut client = connect(target)?;
+    let token = fetch_token(&mut client, wait)?;
+    drop(client);
+    let err = std::process::Command::new(program)
+        .args(args)
+        .env("KITE_API_KEY", &token.api_key)
+        .env("KITE_ACCESS_TOKEN", &token.access_token)
+        .exec();
+    Err(Failure::Local(format!(
+        "cannot run {}: {err}",
+        program.to_string_lossy()
+    )))
+}
+
+/// `watch`: one line per event until the daemon hangs up.
+fn watch(target: &Target, json: bool) -> Outcome {
+    let mut client = connect(target)?;
+    match Response::from_value(client.call_value(&Request::Watch)?) {
+        Ok(Response::Done) => {}
+        Ok(other) => return Err(unexpected("ok", &other).into()),
+        Err(e) => return Err(ClientError::Protocol(e).into()),
+    }
+    client.set_read_timeout(None)?;
+    while let Some(line) = client.read_line()? {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let mut text = if json {
+            String::from_utf8_lossy(&line).into_owned()
+        } else {
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(value) => event_line(&value),
+                Err(_) => continue,
+            }
+        };
+        text.push('\n');
+        print(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The human line for an event: "HH:MM:SS name: what happened".
+pub fn event_line(value: &Value) -> String {
+    let at = value.get("at").and_then(Value::as_str).unwrap_or("");
+    // RFC 3339: "2026-11-24T05:45:00+05:30" → "05:45:00", in the offset the daemon gave.
+    let clock = at.get(11..19).unwrap_or(at);
+    let name = value
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown_event");
+    let what = match serde_json::from_value::<Event>(value.clone()) {
+        Ok(event) => match event.kind {
+            EventKind::TokenNew {
+                user_id,
+                user_name,
+                expires_at,
+            } => format!("logged in as {user_name} ({user_id}) until {expires_at}"),
+            EventKind::TokenExpiring { minutes_left, .. } => format!(
+                "{minutes_left} minute{} left",
+                if minutes_left == 1 { "" } else { "s" }
+            ),
+            EventKind::TokenExpired { expires_at } => format!("expired at {expires_at}"),
+            EventKind::TokenInvalidated { reason } => reason,
+            EventKind::LoginRequired { .. } => "log in with `kitectl login --open`".into(),
+            EventKind::OrderUpdate { order } => order_summary(&order),
+        },
+        Err(_) => String::new(),
+    };
+    let mut line = format!("{clock} {name}");
+    if !what.is_empty() {
+        line.push_str(": ");
+        line.push_str(&exit::one_line(&what));
+    }
+    line
+}
+
+/// "ORDER_ID STATUS BUY 10 INFY" from whichever of those fields a postback carries.
+fn order_summary(order: &Value) -> String {
+    [
+        "order_id",
+        "status",
+        "transaction_type",
+        "quantity",
+        "tradingsymbol",
+    ]
+    .iter()
+    .filter_map(|key| match order.get(*key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// `ping`.
+fn ping(target: &Target) -> Outcome {
+    let mut client = connect(target)?;
+    match client.call(&Request::Ping)? {
+        Response::Pong { version } => print(format!("kited {version}\n").as_bytes()),
+        other => Err(unexpected("a version", &other).into()),
+    }
+}
+
+/// `shutdown`.
+fn shutdown(target: &Target) -> Outcome {
+    let mut client = connect(target)?;
+    match client.call(&Request::Shutdown)? {
+        Response::Done => print(b"kited is shutting down\n"),
+        other => Err(unexpected("ok", &other).into()),
+    }
+}
+
+/// `man`: the roff page.
+fn man() -> Outcome {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|e| Failure::Local(format!("cannot render the man page: {e}")))?;
+    print(&page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::tests::{fake_daemon, temp_dir};
+    use kite_proto::TokenState;
+    use serde_json::json;
+
+    #[test]
+    fn exchange_argument_classification() {
+        let url = "http://127.0.0.1:8079/auth/callback?request_token=abc&status=success";
+        assert_eq!(
+            exchange_request(url),
+            Request::Exchange {
+                request_token: None,
+                callback_url: Some(url.into())
+            }
+        );
+        assert_eq!(
+            exchange_request("  request_token=abc&action=login "),
+            Request::Exchange {
+                request_token: None,
+                callback_url: Some("request_token=abc&action=login".into())
+            }
+        );
+        assert_eq!(
+            exchange_request(" AbC123xyz\n"),
+            Request::Exchange {
+                request_token: Some("AbC123xyz".into()),
+                callback_url: None
+            }
+        );
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("abc"), "'abc'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$x `y` \"z\""), "'$x `y` \"z\"'");
+    }
+
+    #[test]
+    fn shell_quoting_survives_a_real_shell() {
+        let nasty = "a'b\"c$d`e\\f g'";
+        let script = format!("printf %s {}", shell_quote(nasty));
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(45), "45s");
+        assert_eq!(format_duration(60), "1m");
+        assert_eq!(format_duration(12 * 60 + 59), "12m");
+        assert_eq!(format_duration(3 * 3600 + 12 * 60 + 30), "3h 12m");
+        assert_eq!(format_duration(3600), "1h 0m");
+        assert_eq!(format_duration(86_400 + 4 * 3600 + 5), "1d 4h");
+    }
+
+    #[test]
+    fn answer_timeout_exceeds_the_wait() {
+        assert_eq!(answer_timeout(None), Duration::from_secs(5));
+        assert_eq!(answer_timeout(Some(0)), Duration::from_secs(5));
+        assert_eq!(answer_timeout(Some(60)), Duration::from_secs(65));
+        assert_eq!(
+            answer_timeout(Some(u64::MAX)),
+            Duration::from_secs(u64::MAX)
+        );
+    }
+
+    fn sample_status() -> TokenStatus {
+        TokenStatus {
+            configured: true,
+            state: TokenState::Valid,
+            valid: true,
+            needs_refresh: false,
+            user_id: Some("AB1234".into()),
+            user_name: Some("Ada Lovelace".into()),
+            login_time: Some("2026-11-23T09:00:00+05:30".into()),
+            expires_at: Some("2026-11-24T06:00:00+05:30".into()),
+            seconds_left: Some(3 * 3600 + 12 * 60),
+            profile: "default".into(),
+            api_key: Some("key".into()),
+            invalidated_reason: None,
+            hint: "Nothing to do.".into(),
+        }
+    }
+
+    #[test]
+    fn human_status() {
+        let text = render_status(&sample_status());
+        assert_eq!(
+            text,
+            "state:      valid\n\
+             user:       Ada Lovelace (AB1234)\n\
+             logged in:  2026-11-23T09:00:00+05:30\n\
+             expires at: 2026-11-24T06:00:00+05:30 (3h 12m left)\n\
+             profile:    default\n\
+             hint:       Nothing to do.\n"
+        );
+        let mut none = sample_status();
+        none.configured = false;
+        none.state = TokenState::None;
+        none.user_id = None;
+        none.user_name = None;
+        none.login_time = None;
+        none.expires_at = None;
+        none.seconds_left = None;
+        let text = render_status(&none);
+        assert!(
+            text.starts_with("state:      not configured (none)\nuser:       -\n"),
+            "{text}"
+        );
+        assert!(text.contains("expires at: -\n"), "{text}");
+        let mut expired = sample_status();
+        expired.state = TokenState::Expired;
+        expired.seconds_left = Some(0);
+        assert!(render_status(&expired).contains("06:00:00+05:30 (expired)\n"));
+    }
+
+    #[test]
+    fn event_lines() {
+        let line = event_line(&json!({
+            "event": "token_expiring", "minutes_left": 15,
+            "expires_at": "2026-11-24T06:00:00+05:30", "at": "2026-11-24T05:45:00+05:30"
+        }));
+        assert_eq!(line, "05:45:00 token_expiring: 15 minutes left");
+        let line = event_line(&json!({
+            "event": "token_new", "user_id": "AB1234", "user_name": "Ada",
+            "expires_at": "2026-11-24T06:00:00+05:30", "at": "2026-11-23T09:00:01+05:30"
+        }));
+        assert_eq!(
+            line,
+            "09:00:01 token_new: logged in as Ada (AB1234) until 2026-11-24T06:00:00+05:30"
+        );
+        let line = event_line(&json!({
+            "event": "order_update", "at": "2026-11-23T09:15:00+05:30",
+            "order": {"order_id": "151220000000000", "status": "COMPLETE",
+                      "transaction_type": "BUY", "quantity": 1, "tradingsymbol": "SBIN"}
+        }));
+        assert_eq!(
+            line,
+            "09:15:00 order_update: 151220000000000 COMPLETE BUY 1 SBIN"
+        );
+        let line = event_line(&json!({"event": "from_the_future", "at": "2026-11-23T10:00:00Z"}));
+        assert_eq!(line, "10:00:00 from_the_future");
+    }
+
+    const TOKEN: &str = "{\"ok\":true,\"access_token\":\"tok123\",\"api_key\":\"key9\",\"expires_at\":\"2026-11-24T06:00:00+05:30\"}\n";
+
+    fn target(path: std::path::PathBuf) -> Target {
+        Target {
+            profile: "default".into(),
+            socket: Some(path),
+        }
+    }
+
+    #[test]
+    fn get_token_against_a_fake_daemon() {
+        let dir = temp_dir("get-token");
+        let (path, daemon) = fake_daemon(&dir, vec![Some(TOKEN.into())]);
+        assert_eq!(get_token(&target(path), Some(30), false), exit::OK);
+        assert_eq!(
+            daemon.join().unwrap(),
+            vec![r#"{"op":"get_token","wait_secs":30}"#]
+        );
+    }
+
+    #[test]
+    fn get_token_exit_codes() {
+        let dir = temp_dir("get-token-codes");
+        let cases = [
+            ("login_required", exit::LOGIN_REQUIRED),
+            ("not_configured", exit::FAILURE),
+            ("internal", exit::FAILURE),
+        ];
+        for (kind, code) in cases {
+            let _ = std::fs::remove_file(dir.join("kited.sock"));
+            let answer =
+                format!("{{\"ok\":false,\"error\":{{\"kind\":\"{kind}\",\"message\":\"m\"}}}}\n");
+            let (path, daemon) = fake_daemon(&dir, vec![Some(answer)]);
+            assert_eq!(get_token(&target(path), None, false), code, "{kind}");
+            daemon.join().unwrap();
+        }
+        assert_eq!(
+            get_token(&target(dir.join("absent.sock")), None, false),
+            exit::UNREACHABLE
+        );
+    }
+
+    #[test]
+    fn status_and_env_against_a_fake_daemon() {
+        let dir = temp_dir("status");
+        let status = json!({"ok": true, "status": serde_json::to_value(sample_status()).unwrap()});
+        let (path, daemon) = fake_daemon(&dir, vec![Some(format!("{status}\n"))]);
+        assert!(status_is_ok(&target(path.clone()), true));
+        daemon.join().unwrap();
+
+        std::fs::remove_file(&path).unwrap();
+        let (path, daemon) = fake_daemon(&dir, vec![Some(TOKEN.into())]);
+        assert!(env(&target(path), None).is_ok());
+        daemon.join().unwrap();
+    }
+
+    fn status_is_ok(target: &Target, json: bool) -> bool {
+        status(target, json).is_ok()
+    }
+}

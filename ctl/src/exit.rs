@@ -1,0 +1,188 @@
+//! Exit codes, and the one stderr line each failure ends with.
+
+use crate::client::ClientError;
+use kite_proto::{ErrorKind, WireError};
+use std::io::{self, Write};
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any other error: Kite refused, daemon misconfigured, bad answer, command failed to start.
+pub const FAILURE: u8 = 1;
+/// Usage error (clap's own code for bad arguments).
+pub const USAGE: u8 = 2;
+/// The daemon could not be reached: no socket, nobody listening, no answer in time.
+pub const UNREACHABLE: u8 = 3;
+/// No valid token: a person has to log in.
+pub const LOGIN_REQUIRED: u8 = 4;
+
+/// The exit code for an error the daemon answered with.
+pub fn for_kind(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::LoginRequired => LOGIN_REQUIRED,
+        ErrorKind::NotConfigured
+        | ErrorKind::Kite
+        | ErrorKind::KiteUnavailable
+        | ErrorKind::WrongUser
+        | ErrorKind::BadRequest
+        | ErrorKind::Internal => FAILURE,
+    }
+}
+
+/// Why a command stopped before finishing its job.
+#[derive(Debug)]
+pub enum Failure {
+    /// Talking to the daemon failed, or the daemon answered with an error.
+    Client(ClientError),
+    /// Something local went wrong; the message is printed as is (exit 1).
+    Local(String),
+    /// stdout was closed under us (`kitectl status | head -1`): stop without a word.
+    StdoutClosed,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// What the person is told and which code the process ends with.
+pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
+    match failure {
+        Failure::Client(ClientError::Daemon(e)) => {
+            (Some(daemon_message(e, profile)), for_kind(e.kind))
+        }
+        Failure::Client(e) => (Some(e.to_string()), e.exit_code()),
+        Failure::Local(message) => (Some(message.clone()), FAILURE),
+        Failure::StdoutClosed => (None, OK),
+    }
+}
+
+/// The actionable line for an error the daemon answered with.
+pub fn daemon_message(e: &WireError, profile: &str) -> String {
+    let detail = |m: &str| {
+        if m.is_empty() {
+            String::new()
+        } else {
+            format!(" ({m})")
+        }
+    };
+    match e.kind {
+        ErrorKind::LoginRequired => {
+            let profile_flag = if profile == kite_proto::socket_path::DEFAULT_PROFILE {
+                String::new()
+            } else {
+                format!(" --profile {profile}")
+            };
+            format!(
+                "no valid Kite token: log in with `kitectl{profile_flag} login --open`{}",
+                detail(&e.message)
+            )
+        }
+        ErrorKind::NotConfigured => format!(
+            "kited has no Kite app configured: set KITE_API_KEY and KITE_API_SECRET \
+             (or kite.api_key and kite.api_secret_file in its config) and restart kited{}",
+            detail(&e.message)
+        ),
+        _ if e.message.is_empty() => format!("kited answered {:?} with no message", e.kind),
+        _ => e.message.clone(),
+    }
+}
+
+/// Prints `kitectl: MESSAGE` as exactly one line on stderr and returns the exit code.
+pub fn report(failure: &Failure, profile: &str) -> u8 {
+    let (message, code) = describe(failure, profile);
+    if let Some(message) = message {
+        let line = format!("kitectl: {}\n", one_line(&message));
+        let _ = io::stderr().write_all(line.as_bytes());
+    }
+    code
+}
+
+/// Folds control characters (newlines included) into spaces so a message stays one line.
+pub fn one_line(message: &str) -> String {
+    let folded: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    folded.trim().to_string()
+}
+
+/// Writes `bytes` to stdout and flushes; a closed pipe becomes [`Failure::StdoutClosed`].
+pub fn print(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Failure::StdoutClosed),
+        Err(e) => Err(Failure::Local(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Writes an informational line to stderr (ignoring failure: it is only advice).
+pub fn note(line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = io::stderr().write_all(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_code() {
+        assert_eq!(for_kind(ErrorKind::LoginRequired), LOGIN_REQUIRED);
+        for kind in [
+            ErrorKind::NotConfigured,
+            ErrorKind::Kite,
+            ErrorKind::KiteUnavailable,
+            ErrorKind::WrongUser,
+            ErrorKind::BadRequest,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(for_kind(kind), FAILURE, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn login_required_tells_how_to_log_in() {
+        let e = WireError::new(ErrorKind::LoginRequired, "token expired at 06:00");
+        let failure = Failure::Client(ClientError::Daemon(e.clone()));
+        let (message, code) = describe(&failure, "default");
+        assert_eq!(code, 4);
+        assert_eq!(
+            message.unwrap(),
+            "no valid Kite token: log in with `kitectl login --open` (token expired at 06:00)"
+        );
+        assert!(daemon_message(&e, "prod").contains("`kitectl --profile prod login --open`"));
+    }
+
+    #[test]
+    fn not_configured_names_the_settings() {
+        let e = WireError::new(ErrorKind::NotConfigured, "no api key");
+        let message = daemon_message(&e, "default");
+        assert!(message.contains("KITE_API_KEY") && message.contains("KITE_API_SECRET"));
+        let (_, code) = describe(&Failure::Client(ClientError::Daemon(e)), "default");
+        assert_eq!(code, 1);
+    }
+
+    #[test]
+    fn other_kinds_pass_the_message_through() {
+        let e = WireError::new(ErrorKind::Kite, "Token is invalid or has expired.");
+        assert_eq!(
+            daemon_message(&e, "default"),
+            "Token is invalid or has expired."
+        );
+    }
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        assert_eq!(one_line(" a\nb\r\tc \n"), "a b  c");
+    }
+
+    #[test]
+    fn closed_stdout_is_quiet_success() {
+        assert_eq!(describe(&Failure::StdoutClosed, "default"), (None, OK));
+        assert_eq!(describe(&Failure::Local("x".into()), "default").1, FAILURE);
+    }
+}

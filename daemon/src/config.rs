@@ -1,0 +1,642 @@
+//! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
+
+use crate::token::Secret;
+use chrono::{NaiveDate, NaiveTime};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Kite's own clients give up after 7 s; so do we by default.
+pub const DEFAULT_KITE_TIMEOUT: Duration = Duration::from_secs(7);
+/// The seed's development port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8079";
+pub const DEFAULT_API_ROOT: &str = "https://api.kite.trade";
+pub const DEFAULT_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";
+/// Weekdays at 08:45 IST: half an hour before the pre-open session, time to log in calmly.
+pub const DEFAULT_REMINDER: &str = "0 45 8 * * Mon-Fri";
+/// A profile call every half hour catches a token Kite killed early without hammering Kite.
+pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
+/// The file systemd's `LoadCredential=` puts the secret in.
+pub const CREDENTIAL_NAME: &str = "kite-api-secret";
+
+/// A problem with the configuration, named so a person can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} is invalid: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("cannot read api secret file {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the command line said; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub profile: String,
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the api secret came from (shown by `check-config`, never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env,
+    File(PathBuf),
+    Credential(PathBuf),
+    Missing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub profile: String,
+    pub config_path: PathBuf,
+    pub config_file_found: bool,
+    pub api_key: Option<String>,
+    pub api_secret: Option<Secret>,
+    pub secret_source: SecretSource,
+    pub api_root: String,
+    pub login_url: String,
+    pub kite_timeout: Duration,
+    pub expected_user_id: Option<String>,
+    pub listen: SocketAddr,
+    /// Explicit public base URL; otherwise `http://127.0.0.1:<bound port>`.
+    pub public_url: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub postbacks: bool,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub expiry: Expiry,
+    pub notify: Notify,
+    pub env_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expiry {
+    pub cutoff: NaiveTime,
+    /// Sorted longest first: the first is the "expiring" window.
+    pub warn_before: Vec<Duration>,
+    /// Cron expression (seconds first), evaluated in IST.
+    pub reminder: String,
+    pub holidays: Vec<NaiveDate>,
+    pub verify_every: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    pub desktop: bool,
+    pub command: Vec<String>,
+    pub open_command: Vec<String>,
+}
+
+impl Config {
+    /// Whether kited can talk to Kite at all.
+    pub fn is_configured(&self) -> bool {
+        self.api_key.is_some() && self.api_secret.is_some()
+    }
+
+    /// The widest warning window (the "expiring" state starts there).
+    pub fn expiring_window(&self) -> chrono::Duration {
+        let widest = self.expiry.warn_before.first().copied().unwrap_or_default();
+        chrono::Duration::from_std(widest).unwrap_or_default()
+    }
+
+    /// Resolves the configuration from `flags`, the environment seen through `env`, and the file.
+    pub fn load(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let profile = flags.profile.clone();
+        let env = |key: &str| env(key).filter(|v| !v.is_empty());
+        let home = env("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let xdg = |var: &str, fallback: &str| {
+            env(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(fallback))
+        };
+
+        let (config_path, explicit_config) = match (&flags.config, env("KITED_CONFIG")) {
+            (Some(path), _) => (path.clone(), true),
+            (None, Some(path)) => (PathBuf::from(path), true),
+            (None, None) => (
+                xdg("XDG_CONFIG_HOME", ".config")
+                    .join("kited")
+                    .join(format!("{profile}.toml")),
+                false,
+            ),
+        };
+        let (file, config_file_found) = match std::fs::read_to_string(&config_path) {
+            Ok(text) => (parse_file(&config_path, &text)?, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_config => {
+                (File::default(), false)
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: config_path,
+                    source,
+                })
+            }
+        };
+
+        let api_key = env("KITE_API_KEY").or(file.kite.api_key.clone());
+        let (api_secret, secret_source) = resolve_secret(&file, &env)?;
+        let api_root = env("KITE_API_ROOT")
+            .or(file.kite.api_root.clone())
+            .unwrap_or_else(|| DEFAULT_API_ROOT.into())
+            .trim_end_matches('/')
+            .to_string();
+        let login_url = env("KITE_LOGIN_URL")
+            .or(file.kite.login_url.clone())
+            .unwrap_or_else(|| DEFAULT_LOGIN_URL.into());
+        for (key, url) in [("kite.api_root", &api_root), ("kite.login_url", &login_url)] {
+            url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+                key,
+                message: format!("{url:?} is not a URL ({e})"),
+            })?;
+        }
+        let kite_timeout = match &file.kite.timeout {
+            Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
+                key: "kite.timeout",
+                message,
+            })?,
+            None => DEFAULT_KITE_TIMEOUT,
+        };
+
+        let listen_text = flags
+            .listen
+            .clone()
+            .or(env("KITED_LISTEN"))
+            .or(file.http.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = parse_listen(&listen_text)?;
+        let public_url = env("KITED_PUBLIC_URL")
+            .or(file.http.public_url.clone())
+            .map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_url {
+            url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+                key: "http.public_url",
+                message: format!("{url:?} is not a URL ({e})"),
+            })?;
+        }
+
+        let socket = flags
+            .socket
+            .clone()
+            .or(env("KITED_SOCKET").map(PathBuf::from))
+            .or(file.ipc.socket.clone())
+            .unwrap_or_else(|| {
+                kite_proto::socket_path::runtime_dir_in(env("XDG_RUNTIME_DIR").as_deref())
+                    .join(format!("{profile}.sock"))
+            });
+        let state_dir = flags
+            .state_dir
+            .clone()
+            .or(env("KITED_STATE_DIR").map(PathBuf::from))
+            .or(file.store.dir.clone())
+            .unwrap_or_else(|| {
+                xdg("XDG_STATE_HOME", ".local/state")
+                    .join("kited")
+                    .join(&profile)
+            });
+
+        Ok(Config {
+            profile,
+            config_path,
+            config_file_found,
+            api_key,
+            api_secret,
+            secret_source,
+            api_root,
+            login_url,
+            kite_timeout,
+            expected_user_id: file.kite.user_id.clone(),
+            listen,
+            public_url,
+            allowed_origins: file
+                .http
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect(),
+            postbacks: file.http.postbacks.unwrap_or(false),
+            socket,
+            state_dir,
+            expiry: resolve_expiry(&file.expiry)?,
+            notify: Notify {
+                desktop: file.notify.desktop.unwrap_or(true),
+                command: file.notify.command.clone().unwrap_or_default(),
+                open_command: file
+                    .notify
+                    .open_command
+                    .clone()
+                    .filter(|argv| !argv.is_empty())
+                    .unwrap_or_else(|| vec!["xdg-open".into()]),
+            },
+            env_file: file.hooks.env_file.clone(),
+        })
+    }
+
+    /// Loads from the real process environment.
+    pub fn from_process(flags: &Flags) -> Result<Config, ConfigError> {
+        Config::load(flags, &|key| std::env::var(key).ok())
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<File, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string()
+            + &e.span()
+                .map(|span| format!(" (line {})", text[..span.start].matches('\n').count() + 1))
+                .unwrap_or_default(),
+    })
+}
+
+fn resolve_secret(
+    file: &File,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Option<Secret>, SecretSource), ConfigError> {
+    if let Some(secret) = env("KITE_API_SECRET") {
+        return Ok((Some(Secret::new(secret.trim())), SecretSource::Env));
+    }
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|text| Secret::new(text.trim_end_matches(['\n', '\r'])))
+            .map_err(|source| ConfigError::Secret {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    if let Some(path) = &file.kite.api_secret_file {
+        return Ok((Some(read(path)?), SecretSource::File(path.clone())));
+    }
+    if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(CREDENTIAL_NAME);
+        if path.exists() {
+            return Ok((Some(read(&path)?), SecretSource::Credential(path)));
+        }
+    }
+    Ok((None, SecretSource::Missing))
+}
+
+fn resolve_expiry(file: &FileExpiry) -> Result<Expiry, ConfigError> {
+    let cutoff = match &file.cutoff {
+        Some(text) => {
+            NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| ConfigError::Invalid {
+                key: "expiry.cutoff",
+                message: format!("{text:?} is not a time like \"06:00\""),
+            })?
+        }
+        None => crate::clock::default_cutoff(),
+    };
+    let mut warn_before = match &file.warn_before {
+        Some(list) => list
+            .iter()
+            .map(|text| parse_duration(text))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| ConfigError::Invalid {
+                key: "expiry.warn_before",
+                message,
+            })?,
+        None => vec![Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)],
+    };
+    warn_before.sort_unstable_by(|a, b| b.cmp(a));
+    warn_before.dedup();
+    let reminder = file
+        .reminder
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REMINDER.into());
+    let holidays = file
+        .holidays
+        .iter()
+        .map(|text| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| ConfigError::Invalid {
+                key: "expiry.holidays",
+                message: format!("{text:?} is not a date like \"2026-12-25\""),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let verify_every = match &file.verify_every {
+        Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
+            key: "expiry.verify_every",
+            message,
+        })?,
+        None => DEFAULT_VERIFY_EVERY,
+    };
+    if verify_every.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: "expiry.verify_every",
+            message: "must be longer than 0s".into(),
+        });
+    }
+    Ok(Expiry {
+        cutoff,
+        warn_before,
+        reminder,
+        holidays,
+        verify_every,
+    })
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let normalized = text
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    normalized
+        .as_deref()
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| ConfigError::Invalid {
+            key: "http.listen",
+            message: format!("{text:?} is not an address like 127.0.0.1:8079"),
+        })
+}
+
+/// Parses durations like `90s`, `15m`, `1h30m`, `2d`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like \"15m\", \"2s\" or \"1h30m\"");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(unit);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// The TOML file, exactly the frozen keys; unknown keys are an error so typos surface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    kite: FileKite,
+    #[serde(default)]
+    http: FileHttp,
+    #[serde(default)]
+    ipc: FileIpc,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    expiry: FileExpiry,
+    #[serde(default)]
+    notify: FileNotify,
+    #[serde(default)]
+    hooks: FileHooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKite {
+    api_key: Option<String>,
+    api_secret_file: Option<PathBuf>,
+    api_root: Option<String>,
+    login_url: Option<String>,
+    timeout: Option<String>,
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    listen: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    postbacks: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIpc {
+    socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileExpiry {
+    cutoff: Option<String>,
+    warn_before: Option<Vec<String>>,
+    reminder: Option<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
+    verify_every: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotify {
+    desktop: Option<bool>,
+    command: Option<Vec<String>>,
+    open_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHooks {
+    env_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(flags: Flags, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&flags, &move |key| vars.get(key).cloned())
+    }
+
+    fn flags(profile: &str) -> Flags {
+        Flags {
+            profile: profile.into(),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_xdg_and_profile() {
+        let config = load(
+            flags("dev"),
+            &[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.config_path,
+            PathBuf::from("/home/u/.config/kited/dev.toml")
+        );
+        assert!(!config.config_file_found);
+        assert_eq!(
+            config.state_dir,
+            PathBuf::from("/home/u/.local/state/kited/dev")
+        );
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.api_root, DEFAULT_API_ROOT);
+        assert!(!config.is_configured());
+        assert_eq!(config.expiry.cutoff, crate::clock::default_cutoff());
+        assert_eq!(config.kite_timeout, DEFAULT_KITE_TIMEOUT);
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[http]\nlisten = \"127.0.0.1:1111\"\n[kite]\napi_key = \"filekey\"\n",
+        )
+        .unwrap();
+        let path_text = path.to_str().unwrap();
+        let from_file = load(flags("p"), &[("KITED_CONFIG", path_text)]).unwrap();
+        assert_eq!(from_file.listen.port(), 1111);
+        assert_eq!(from_file.api_key.as_deref(), Some("filekey"));
+        let from_env = load(
+            flags("p"),
+            &[
+                ("KITED_CONFIG", path_text),
+                ("KITED_LISTEN", "127.0.0.1:2222"),
+                ("KITE_API_KEY", "envkey"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_env.listen.port(), 2222);
+        assert_eq!(from_env.api_key.as_deref(), Some("envkey"));
+        let from_flag = load(
+            Flags {
+                listen: Some("127.0.0.1:3333".into()),
+                ..flags("p")
+            },
+            &[
+                ("KITED_CONFIG", path_text),
+                ("KITED_LISTEN", "127.0.0.1:2222"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_flag.listen.port(), 3333);
+    }
+
+    #[test]
+    fn secret_sources_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cred = dir.path().join(CREDENTIAL_NAME);
+        std::fs::write(&cred, "credsecret\n").unwrap();
+        let dir_text = dir.path().to_str().unwrap();
+        let config = load(flags("p"), &[("CREDENTIALS_DIRECTORY", dir_text)]).unwrap();
+        assert_eq!(config.api_secret.unwrap().expose(), "credsecret");
+        assert_eq!(config.secret_source, SecretSource::Credential(cred));
+        let config = load(
+            flags("p"),
+            &[
+                ("CREDENTIALS_DIRECTORY", dir_text),
+                ("KITE_API_SECRET", "envsecret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.api_secret.unwrap().expose(), "envsecret");
+    }
+
+    #[test]
+    fn broken_file_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "[kite]\napi_key = \"k\"\n[expiry]\ncutof = \"06:00\"\n",
+        )
+        .unwrap();
+        let err = load(
+            Flags {
+                config: Some(path.clone()),
+                ..flags("p")
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(err.contains("cutof"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let err = load(
+            Flags {
+                config: Some("/nonexistent/kited.toml".into()),
+                ..flags("p")
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "m", "15", "15x", "-1m", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn warn_windows_sorted_longest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[expiry]\nwarn_before = [\"1m\", \"15m\"]\ncutoff = \"07:30\"\n",
+        )
+        .unwrap();
+        let config = load(flags("p"), &[("KITED_CONFIG", path.to_str().unwrap())]).unwrap();
+        assert_eq!(
+            config.expiry.warn_before,
+            vec![Duration::from_secs(900), Duration::from_secs(60)]
+        );
+        assert_eq!(config.expiring_window(), chrono::Duration::minutes(15));
+    }
+}

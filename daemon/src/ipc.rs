@@ -1,0 +1,265 @@
+//! The Unix socket server: one NDJSON request per line, one answer each; `watch` streams events.
+//!
+//! [`handle`] maps a typed `Request` to a typed `Response` and knows nothing of sockets, so each
+//! request is testable on its own.
+
+use crate::connection::Connection;
+use crate::session::Session;
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::traits::StreamCommon as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use kite_proto::{ErrorKind, Request, Response, WireError};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Concurrent connections served; more are closed at once. Trading programs open one each;
+/// a thousand is far beyond real use and keeps a runaway client from exhausting descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long to probe an existing socket file before calling it stale.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    #[error("another kited is already listening on {0}")]
+    InUse(PathBuf),
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("cannot create the socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Binds the socket at `path`: 0600 in a 0700 directory, replacing a stale file but never a
+/// live daemon's socket.
+pub fn bind(path: &Path) -> Result<Listener, IpcError> {
+    let bind_err = |source| IpcError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(bind_err)?;
+        }
+        if parent == kite_proto::socket_path::runtime_dir() {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(bind_err)?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(IpcError::NotASocket(path.to_path_buf()))
+        }
+        Ok(_) => {
+            if probe_alive(path) {
+                return Err(IpcError::InUse(path.to_path_buf()));
+            }
+            tracing::info!(path = %path.display(), "removing a stale socket left by a crashed kited");
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+        Err(_) => {}
+    }
+    let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
+    let listener = ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .reclaim_name(true)
+        .create_tokio()
+        .map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Whether a daemon answers on `path` (a connect is enough).
+fn probe_alive(path: &Path) -> bool {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(stream) => {
+            let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Accepts connections until `shutdown`; each is served on its own task.
+pub async fn serve(listener: Listener, session: Session, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let my_uid = rustix::process::geteuid().as_raw();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!("socket accept failed: {e}");
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("too many connections ({MAX_CONNECTIONS}); closing a new one");
+            continue;
+        };
+        let session = session.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, session, shutdown, my_uid).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: Stream,
+    session: Session,
+    shutdown: CancellationToken,
+    my_uid: u32,
+) {
+    let peer_uid = stream.peer_creds().ok().and_then(|c| c.euid());
+    let mut connection = Connection::new(stream);
+    if peer_uid != Some(my_uid) {
+        tracing::warn!(?peer_uid, "refused a socket client of another user");
+        let refusal = Response::error(ErrorKind::BadRequest, "kited serves only its own user");
+        let _ = connection.write_line(&refusal.to_line()).await;
+        return;
+    }
+    loop {
+        let line = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            line = connection.read_line() => line,
+        };
+        let request = match line {
+            Ok(Some(Ok(line))) => Request::parse(&line),
+            Ok(Some(Err(too_long))) => Err(WireError::bad_request(format!("request {too_long}"))),
+            Ok(None) | Err(_) => return,
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                if connection
+                    .write_line(&Response::Error(error).to_line())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let answer = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            answer = handle(&session, request.clone()) => answer,
+        };
+        if connection.write_line(&answer.to_line()).await.is_err() {
+            return;
+        }
+        match request {
+            Request::Watch if answer == Response::Done => {
+                stream_events(&mut connection, &session, &shutdown).await;
+                return;
+            }
+            Request::Shutdown => {
+                tracing::info!("shutdown requested over the socket");
+                shutdown.cancel();
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends every event as a line until the client hangs up or the daemon stops.
+async fn stream_events(
+    connection: &mut Connection<Stream>,
+    session: &Session,
+    shutdown: &CancellationToken,
+) {
+    let mut events = session.events().subscribe();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = events.recv() => event,
+            // Anything the client sends, or its hang-up, ends the watch.
+            _ = connection.read_line() => return,
+        };
+        match event {
+            Ok(event) => {
+                if connection.write_line(&event.to_line()).await.is_err() {
+                    return;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!("a watcher fell {missed} events behind");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Answers one request. `watch` and `shutdown` only acknowledge here; the connection acts after.
+pub async fn handle(session: &Session, request: Request) -> Response {
+    match request {
+        Request::Ping => Response::Pong {
+            version: kite_proto::VERSION.to_string(),
+        },
+        Request::Status => Response::Status {
+            status: Box::new(session.status()),
+        },
+        Request::GetToken { wait_secs } => {
+            match session.get_token(wait_secs.map(Duration::from_secs)).await {
+                Ok(token) => Response::Token {
+                    access_token: token.access_token.expose().to_string(),
+                    api_key: token.api_key,
+                    expires_at: token.expires_at,
+                },
+                Err(e) => Response::Error(e.to_wire()),
+            }
+        }
+        Request::LoginUrl => match session.login_url() {
+            Ok((login_url, callback_url)) => Response::LoginUrl {
+                login_url,
+                callback_url,
+            },
+            Err(e) => Response::Error(e.to_wire()),
+        },
+        Request::Exchange {
+            request_token,
+            callback_url,
+        } => {
+            let result = match (request_token, callback_url) {
+                (Some(token), None) => session.exchange(token.trim()).await,
+                (None, Some(url)) => session.exchange_pasted(&url).await,
+                _ => {
+                    return Response::error(
+                        ErrorKind::BadRequest,
+                        "exchange needs exactly one of request_token or callback_url",
+                    )
+                }
+            };
+            match result {
+                Ok(_) => Response::Status {
+                    status: Box::new(session.status()),
+                },
+                Err(e) => Response::Error(e.to_wire()),
+            }
+        }
+        Request::Logout => match session.logout().await {
+            Ok(()) => Response::Done,
+            Err(e) => Response::Error(e.to_wire()),
+        },
+        Request::Watch | Request::Shutdown => Response::Done,
+    }
+}

@@ -1,0 +1,628 @@
+//! The token state machine every front end calls: status, get-token, login, exchange, logout.
+//!
+//! One implementation serves the socket, the HTTP API and the browser callback. A new token is
+//! flushed to disk before anyone is told it exists.
+
+use crate::clock::{self, Now};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::kite::{KiteClient, KiteError, SessionData};
+use crate::store::{Store, StoreError};
+use crate::token::{Secret, TokenRecord};
+use kite_proto::{ErrorKind, EventKind, TokenState, TokenStatus, WireError};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a login URL's `state` stays acceptable: Kite's request tokens live a few minutes,
+/// and a person may take a while to type a password and TOTP.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Outstanding login states kept at most; older ones are dropped first.
+const MAX_LOGIN_STATES: usize = 32;
+/// The longest `get_token` wait honoured (a day): keeps deadline arithmetic far from overflow.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Kite's request tokens are 32 alphanumerics; anything much longer or stranger is not one.
+const MAX_REQUEST_TOKEN_LEN: usize = 128;
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("kited has no Kite api key or api secret: set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file in {0})")]
+    NotConfigured(String),
+    #[error("no valid Kite token ({0}): log in with `kitectl login --open`")]
+    LoginRequired(String),
+    #[error(transparent)]
+    Kite(#[from] KiteError),
+    #[error("this login belongs to Zerodha user {got}, but kited is set up for {expected} (kite.user_id); the previous token is kept")]
+    WrongUser { expected: String, got: String },
+    #[error("the login was cancelled in the browser")]
+    Cancelled,
+    #[error(
+        "this login link is stale or was not issued by this kited: start again with a fresh login"
+    )]
+    BadState,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("kited could not store the token: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl SessionError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SessionError::NotConfigured(_) => ErrorKind::NotConfigured,
+            SessionError::LoginRequired(_) => ErrorKind::LoginRequired,
+            SessionError::Kite(e) if e.is_transient() => ErrorKind::KiteUnavailable,
+            SessionError::Kite(_) => ErrorKind::Kite,
+            SessionError::WrongUser { .. } => ErrorKind::WrongUser,
+            SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
+                ErrorKind::BadRequest
+            }
+            SessionError::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub fn to_wire(&self) -> WireError {
+        WireError::new(self.kind(), self.to_string())
+    }
+}
+
+/// The parts of a callback URL kited reads.
+#[derive(Debug, Default, PartialEq)]
+pub struct CallbackParams {
+    pub status: Option<String>,
+    pub request_token: Option<String>,
+    pub state: Option<String>,
+}
+
+impl CallbackParams {
+    /// Reads a query string (`a=b&c=d`), a full URL, or a URL with a fragment.
+    pub fn parse(text: &str) -> CallbackParams {
+        let text = text.trim();
+        let query = match text.split_once('?') {
+            Some((_, query)) => query,
+            None => text,
+        };
+        let query = query.split('#').next().unwrap_or("");
+        let mut params = CallbackParams::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match key.as_ref() {
+                "status" => &mut params.status,
+                "request_token" => &mut params.request_token,
+                "state" => &mut params.state,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.into_owned());
+            }
+        }
+        params
+    }
+}
+
+/// What `get_token` hands out.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    pub api_key: String,
+    pub expires_at: String,
+}
+
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RwLock<Arc<Config>>,
+    kite: RwLock<Option<KiteClient>>,
+    store: Arc<Store>,
+    /// The current token; receivers wake when it changes (`get_token --wait`).
+    token: watch::Sender<Option<Arc<TokenRecord>>>,
+    /// Login `state`s handed out and not yet used, with when they were made.
+    login_states: Mutex<HashMap<String, Instant>>,
+    /// One exchange at a time, so two logins racing cannot store out of order.
+    exchange_lock: tokio::sync::Mutex<()>,
+    events: EventBus,
+    now: Now,
+    /// `<public url>/auth/callback`.
+    callback_url: RwLock<String>,
+}
+
+impl Session {
+    /// Builds the session around an open store, loading the stored token.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        events: EventBus,
+        now: Now,
+    ) -> Result<Session, StoreError> {
+        let stored = store.load_token()?.map(Arc::new);
+        let kite = kite_client(&config);
+        let callback_url = callback_url_for(&config, config.listen);
+        let (token, _) = watch::channel(stored);
+        Ok(Session {
+            inner: Arc::new(Inner {
+                config: RwLock::new(config),
+                kite: RwLock::new(kite),
+                store: Arc::new(store),
+                token,
+                login_states: Mutex::new(HashMap::new()),
+                exchange_lock: tokio::sync::Mutex::new(()),
+                events,
+                now,
+                callback_url: RwLock::new(callback_url),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.read().expect("config lock").clone()
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.inner.now)()
+    }
+
+    /// Tells the session which address the HTTP server really bound (port 0 resolves late).
+    pub fn set_bound_http(&self, addr: std::net::SocketAddr) {
+        let url = callback_url_for(&self.config(), addr);
+        *self.inner.callback_url.write().expect("callback lock") = url;
+    }
+
+    pub fn callback_url(&self) -> String {
+        self.inner
+            .callback_url
+            .read()
+            .expect("callback lock")
+            .clone()
+    }
+
+    /// Swaps in a reloaded configuration. The token and the listeners stay as they are.
+    pub fn reload(&self, config: Arc<Config>) {
+        *self.inner.kite.write().expect("kite lock") = kite_client(&config);
+        *self.inner.config.write().expect("config lock") = config;
+    }
+
+    /// The current token record, whatever its state.
+    pub fn current(&self) -> Option<Arc<TokenRecord>> {
+        self.inner.token.borrow().clone()
+    }
+
+    /// A receiver that changes whenever a token is stored, invalidated or removed.
+    pub fn watch_token(&self) -> watch::Receiver<Option<Arc<TokenRecord>>> {
+        self.inner.token.subscribe()
+    }
+
+    /// The state of `record` right now.
+    pub fn state_of(&self, record: &TokenRecord) -> TokenState {
+        let Some(expires_at) = clock::parse_rfc3339(&record.expires_at) else {
+            return TokenState::Expired;
+        };
+        clock::state_at(
+            self.now(),
+            expires_at,
+            record.invalidated.is_some(),
+            self.config().expiring_window(),
+        )
+    }
+
+    pub fn status(&self) -> TokenStatus {
+        let config = self.config();
+        let record = self.current();
+        let state = record
+            .as_deref()
+            .map_or(TokenState::None, |r| self.state_of(r));
+        let configured = config.is_configured();
+        let seconds_left = record.as_deref().and_then(|r| {
+            let expires_at = clock::parse_rfc3339(&r.expires_at)?;
+            Some(if state.is_usable() {
+                clock::seconds_left(self.now(), expires_at)
+            } else {
+                0
+            })
+        });
+        let hint = match (configured, state) {
+            (false, _) => "Set KITE_API_KEY and KITE_API_SECRET, then restart kited.".to_string(),
+            (true, TokenState::Valid) => {
+                "Nothing to do: programs can run `kitectl get-token`.".into()
+            }
+            (true, TokenState::Expiring) => {
+                "The token expires soon; log in again after the cutoff with `kitectl login --open`."
+                    .into()
+            }
+            (true, _) => "Log in with `kitectl login --open` or the Log in button.".into(),
+        };
+        TokenStatus {
+            configured,
+            state,
+            valid: state.is_usable(),
+            needs_refresh: state != TokenState::Valid,
+            user_id: record.as_ref().map(|r| r.user_id.clone()),
+            user_name: record.as_ref().map(|r| r.display_name().to_string()),
+            login_time: record.as_ref().map(|r| r.login_time.clone()),
+            expires_at: record.as_ref().map(|r| r.expires_at.clone()),
+            seconds_left,
+            profile: config.profile.clone(),
+            api_key: config
+                .api_key
+                .clone()
+                .or_else(|| record.as_ref().map(|r| r.api_key.clone())),
+            invalidated_reason: record.as_ref().and_then(|r| r.invalidated.clone()),
+            hint,
+        }
+    }
+
+    /// A valid token now, or — with `wait` — as soon as one arrives within `wait`.
+    pub async fn get_token(&self, wait: Option<Duration>) -> Result<IssuedToken, SessionError> {
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w.min(MAX_WAIT));
+        let mut receiver = self.watch_token();
+        loop {
+            let record = receiver.borrow_and_update().clone();
+            let state = record
+                .as_deref()
+                .map_or(TokenState::None, |r| self.state_of(r));
+            if let Some(record) = record.filter(|_| state.is_usable()) {
+                return Ok(IssuedToken {
+                    access_token: record.access_token.clone(),
+                    api_key: record.api_key.clone(),
+                    expires_at: record.expires_at.clone(),
+                });
+            }
+            let not_ready = || {
+                if !self.config().is_configured() {
+                    SessionError::NotConfigured(self.config().config_path.display().to_string())
+                } else {
+                    SessionError::LoginRequired(format!("token is {state}"))
+                }
+            };
+            let Some(deadline) = deadline else {
+                return Err(not_ready());
+            };
+            match tokio::time::timeout_at(deadline, receiver.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Err(not_ready()),
+            }
+        }
+    }
+
+    fn kite(&self) -> Result<KiteClient, SessionError> {
+        self.inner
+            .kite
+            .read()
+            .expect("kite lock")
+            .clone()
+            .ok_or_else(|| {
+                SessionError::NotConfigured(self.config().config_path.display().to_string())
+            })
+    }
+
+    /// A login URL carrying a fresh single-use `state`, and the callback URL to register.
+    pub fn login_url(&self) -> Result<(String, String), SessionError> {
+        let kite = self.kite()?;
+        let state = hex_token();
+        {
+            let mut states = self.inner.login_states.lock().expect("states lock");
+            states.retain(|_, made| made.elapsed() < LOGIN_STATE_TTL);
+            while states.len() >= MAX_LOGIN_STATES {
+                let oldest = states
+                    .iter()
+                    .min_by_key(|(_, made)| **made)
+                    .map(|(k, _)| k.clone())
+                    .expect("non-empty");
+                states.remove(&oldest);
+            }
+            states.insert(state.clone(), Instant::now());
+        }
+        let mut url = url::Url::parse(&self.config().login_url)
+            .map_err(|e| SessionError::BadRequest(format!("kite.login_url is not a URL: {e}")))?;
+        let redirect_params = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", &state)
+            .finish();
+        url.query_pairs_mut()
+            .append_pair("v", "3")
+            .append_pair("api_key", kite.api_key())
+            .append_pair("redirect_params", &redirect_params);
+        Ok((url.to_string(), self.callback_url()))
+    }
+
+    /// Uses up a login `state`: true once for each one handed out within its lifetime.
+    fn take_state(&self, state: &str) -> bool {
+        let mut states = self.inner.login_states.lock().expect("states lock");
+        matches!(states.remove(state), Some(made) if made.elapsed() < LOGIN_STATE_TTL)
+    }
+
+    /// Kite's browser redirect: checks `status` and the `state` before anything reaches Kite.
+    pub async fn complete_callback(&self, query: &str) -> Result<Arc<TokenRecord>, SessionError> {
+        let params = CallbackParams::parse(query);
+        match params.status.as_deref() {
+            Some("success") => {}
+            Some("cancelled") => return Err(SessionError::Cancelled),
+            Some(other) => {
+                return Err(SessionError::BadRequest(format!(
+                    "Kite reported the login as {:?}",
+                    other.chars().take(32).collect::<String>()
+                )))
+            }
+            None => {
+                return Err(SessionError::BadRequest(
+                    "the callback has no status".into(),
+                ))
+            }
+        }
+        match params.state.as_deref() {
+            Some(state) if self.take_state(state) => {}
+            _ => return Err(SessionError::BadState),
+        }
+        let token = params
+            .request_token
+            .ok_or_else(|| SessionError::BadRequest("the callback has no request_token".into()))?;
+        self.exchange(&token).await
+    }
+
+    /// What a person pasted: a bare request token, or the whole redirected URL.
+    pub async fn exchange_pasted(&self, text: &str) -> Result<Arc<TokenRecord>, SessionError> {
+        if text.contains('=') {
+            let params = CallbackParams::parse(text);
+            if params.status.as_deref() == Some("cancelled") {
+                return Err(SessionError::Cancelled);
+            }
+            // A pasted URL comes from the person at this machine (the socket checks the uid),
+            // so its state is used up if it is ours but not required.
+            if let Some(state) = &params.state {
+                self.take_state(state);
+            }
+            let token = params.request_token.ok_or_else(|| {
+                SessionError::BadRequest("that URL has no request_token parameter".into())
+            })?;
+            self.exchange(&token).await
+        } else {
+            self.exchange(text.trim()).await
+        }
+    }
+
+    /// Exchanges a request token, stores the session durably, then announces it.
+    pub async fn exchange(&self, request_token: &str) -> Result<Arc<TokenRecord>, SessionError> {
+        check_request_token(request_token)?;
+        let kite = self.kite()?;
+        let _one_at_a_time = self.inner.exchange_lock.lock().await;
+        let data = kite.exchange(request_token).await?;
+        let expected = self.config().expected_user_id.clone();
+        if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&data.user_id)) {
+            tracing::warn!(got = %data.user_id, %expected, "refused a login as another user");
+            return Err(SessionError::WrongUser {
+                expected,
+                got: data.user_id,
+            });
+        }
+        let record = self.record_from(data, kite.api_key())?;
+        self.store_and_announce(record).await
+    }
+
+    fn record_from(&self, data: SessionData, api_key: &str) -> Result<TokenRecord, SessionError> {
+        let login_time = clock::parse_login_time(&data.login_time).ok_or_else(|| {
+            KiteError::BadResponse(format!("login_time {:?} is not a time", data.login_time))
+        })?;
+        let expires_at = clock::expires_at(login_time, self.config().expiry.cutoff);
+        Ok(TokenRecord {
+            access_token: data.access_token,
+            api_key: api_key.to_string(),
+            user_name: data.user_name.unwrap_or_default(),
+            user_shortname: data.user_shortname.unwrap_or_default(),
+            email: data.email.unwrap_or_default(),
+            user_type: data.user_type.unwrap_or_default(),
+            broker: data.broker.unwrap_or_default(),
+            exchanges: data.exchanges.unwrap_or_default(),
+            products: data.products.unwrap_or_default(),
+            order_types: data.order_types.unwrap_or_default(),
+            login_time: clock::rfc3339(login_time),
+            expires_at: clock::rfc3339(expires_at),
+            refresh_token: data.refresh_token.filter(|t| !t.is_empty()),
+            user_id: data.user_id,
+            invalidated: None,
+        })
+    }
+
+    /// Flushes `record` to disk, then publishes it to waiters and the event bus.
+    async fn store_and_announce(
+        &self,
+        record: TokenRecord,
+    ) -> Result<Arc<TokenRecord>, SessionError> {
+        self.write(Some(record.clone())).await?;
+        let record = Arc::new(record);
+        self.inner.token.send_replace(Some(record.clone()));
+        tracing::info!(
+            user = %record.user_id,
+            token = %record.access_token.hint(),
+            expires_at = %record.expires_at,
+            "stored a new token"
+        );
+        self.inner.events.emit(EventKind::TokenNew {
+            user_id: record.user_id.clone(),
+            user_name: record.display_name().to_string(),
+            expires_at: record.expires_at.clone(),
+        });
+        Ok(record)
+    }
+
+    /// Writes (or with `None` removes) the record on a blocking thread: sled's flush is fsync.
+    async fn write(&self, record: Option<TokenRecord>) -> Result<(), SessionError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || match record {
+            Some(record) => store.save_token(&record),
+            None => store.clear_token(),
+        })
+        .await
+        .expect("store writer does not panic")?;
+        Ok(())
+    }
+
+    /// Renews with the refresh token, where Kite issued one. `Ok(None)`: nothing to renew with.
+    pub async fn renew(&self) -> Result<Option<Arc<TokenRecord>>, SessionError> {
+        let Some(current) = self.current() else {
+            return Ok(None);
+        };
+        let Some(refresh_token) = current.refresh_token.clone() else {
+            return Ok(None);
+        };
+        let kite = self.kite()?;
+        let _one_at_a_time = self.inner.exchange_lock.lock().await;
+        let data = kite.renew(&refresh_token).await?;
+        let login_time = clock::ist(self.now());
+        let mut record = (*current).clone();
+        record.access_token = data.access_token;
+        if let Some(new_refresh) = data.refresh_token.filter(|t| !t.is_empty()) {
+            record.refresh_token = Some(new_refresh);
+        }
+        record.login_time = clock::rfc3339(login_time);
+        record.expires_at =
+            clock::rfc3339(clock::expires_at(login_time, self.config().expiry.cutoff));
+        record.invalidated = None;
+        self.store_and_announce(record).await.map(Some)
+    }
+
+    /// Marks the current token dead (Kite said so), durably, and tells everyone.
+    pub async fn invalidate(&self, reason: &str) -> Result<(), SessionError> {
+        let Some(current) = self.current() else {
+            return Ok(());
+        };
+        if current.invalidated.is_some() {
+            return Ok(());
+        }
+        let mut record = (*current).clone();
+        record.invalidated = Some(reason.to_string());
+        self.write(Some(record.clone())).await?;
+        self.inner.token.send_replace(Some(Arc::new(record)));
+        self.inner.events.emit(EventKind::TokenInvalidated {
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Asks Kite whether the token still works; a 403 TokenException invalidates it. Transient
+    /// failures change nothing.
+    pub async fn verify(&self) -> Result<(), SessionError> {
+        let Some(current) = self.current() else {
+            return Ok(());
+        };
+        if !self.state_of(&current).is_usable() {
+            return Ok(());
+        }
+        let kite = self.kite()?;
+        match kite.profile(&current.access_token).await {
+            Ok(_) => Ok(()),
+            Err(KiteError::Token(message)) => {
+                // Only invalidate the token we checked, not one that arrived meanwhile.
+                if self
+                    .current()
+                    .is_some_and(|now| now.access_token == current.access_token)
+                {
+                    self.invalidate(&format!("Kite refused it: {message}"))
+                        .await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Invalidates the token at Kite (best effort) and removes it here.
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        let Some(current) = self.current() else {
+            return Ok(());
+        };
+        if let Ok(kite) = self.kite() {
+            if let Err(e) = kite.logout(&current.access_token).await {
+                tracing::warn!(
+                    "Kite did not confirm the logout ({e}); removing the token here anyway"
+                );
+            }
+            if let Some(refresh) = &current.refresh_token {
+                if let Err(e) = kite.invalidate_refresh_token(refresh).await {
+                    tracing::warn!("Kite did not invalidate the refresh token ({e})");
+                }
+            }
+        }
+        self.write(None).await?;
+        self.inner.token.send_replace(None);
+        self.inner.events.emit(EventKind::TokenInvalidated {
+            reason: "logged out".into(),
+        });
+        Ok(())
+    }
+}
+
+fn kite_client(config: &Config) -> Option<KiteClient> {
+    Some(KiteClient::new(
+        &config.api_root,
+        config.api_key.as_deref()?,
+        config.api_secret.clone()?,
+        config.kite_timeout,
+    ))
+}
+
+fn callback_url_for(config: &Config, bound: std::net::SocketAddr) -> String {
+    let base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", bound.port()));
+    format!("{}/auth/callback", base.trim_end_matches('/'))
+}
+
+/// 128 random bits as hex: an unguessable login `state`.
+fn hex_token() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rejects what cannot be a request token before it goes anywhere near Kite or a page.
+fn check_request_token(token: &str) -> Result<(), SessionError> {
+    if token.is_empty() {
+        return Err(SessionError::BadRequest("request_token is empty".into()));
+    }
+    if token.len() > MAX_REQUEST_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(SessionError::BadRequest(
+            "request_token must be letters and digits only (as Kite issues them)".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_params_from_url_query_and_fragment() {
+        let p = CallbackParams::parse(
+            "http://127.0.0.1:8079/auth/callback?action=login&type=login&status=success&request_token=abc123&state=s1#x",
+        );
+        assert_eq!(p.status.as_deref(), Some("success"));
+        assert_eq!(p.request_token.as_deref(), Some("abc123"));
+        assert_eq!(p.state.as_deref(), Some("s1"));
+        let q = CallbackParams::parse("status=cancelled");
+        assert_eq!(q.status.as_deref(), Some("cancelled"));
+        assert_eq!(q.request_token, None);
+    }
+
+    #[test]
+    fn request_token_shape() {
+        assert!(check_request_token("qQDXpFOTSBW59mcej7cmRmM0xtBWA1Iw").is_ok());
+        for bad in ["", "a b", "<script>", "x&y=z", &"a".repeat(200)] {
+            assert!(check_request_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn states_are_unguessable_hex() {
+        let (a, b) = (hex_token(), hex_token());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,623 @@
+//! Runs the real `kited` and `kitectl` binaries as processes (never in-process) against a
+//! [`Sim`], each daemon in its own temporary directory, and tears them down without leaving
+//! processes behind.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::http_client::{self, HttpReply};
+use crate::sim::Sim;
+
+/// How long a daemon may take to become ready.
+pub const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How often readiness (and [`eventually`]) is re-checked.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long [`Daemon::terminate`] waits after SIGTERM.
+pub const TERM_DEADLINE: Duration = Duration::from_secs(5);
+/// Read timeout on IPC connections made by the harness.
+pub const IPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The path of a workspace binary: `$KITED_BIN_DIR/NAME` if set, else next to the test
+/// executable (`target/debug`, with a trailing `deps` stripped). Panics when missing.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("KITED_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let exe = std::env::current_exe().expect("cannot find the test executable");
+            let mut dir = exe
+                .parent()
+                .expect("test executable has no directory")
+                .to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        panic!(
+            "{} does not exist: run `cargo build --workspace --bins` first (or set KITED_BIN_DIR)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bind :0, read, drop).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0")
+}
+
+/// Polls `check` every [`POLL_INTERVAL`] until it holds; panics naming `what` after `timeout`.
+pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// How to start a [`Daemon`]. Made by [`Daemon::builder`].
+#[derive(Clone)]
+pub struct DaemonBuilder {
+    sim: Sim,
+    envs: Vec<(String, String)>,
+    removed_envs: Vec<String>,
+    args: Vec<String>,
+    config_toml: Option<String>,
+    api_key: bool,
+    api_secret: bool,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    set_redirect: bool,
+}
+
+impl DaemonBuilder {
+    /// Sets (or overrides) an environment variable of the daemon.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.removed_envs.retain(|k| k != key);
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Leaves a variable the harness would set out of the daemon's environment.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.envs.retain(|(k, _)| k != key);
+        self.removed_envs.push(key.into());
+        self
+    }
+
+    /// Writes `DIR/config.toml` and passes `--config` with it.
+    pub fn config_toml(mut self, toml: &str) -> Self {
+        self.config_toml = Some(toml.into());
+        self
+    }
+
+    /// Starts without `KITE_API_KEY` (the daemon should report "not configured").
+    pub fn no_api_key(mut self) -> Self {
+        self.api_key = false;
+        self
+    }
+
+    /// Starts without `KITE_API_SECRET`.
+    pub fn no_api_secret(mut self) -> Self {
+        self.api_secret = false;
+        self
+    }
+
+    /// Uses this state dir instead of `DIR/state` (to start on another daemon's state).
+    pub fn state_dir(mut self, path: impl AsRef<Path>) -> Self {
+        self.state_dir = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Uses this socket path instead of `DIR/kited.sock`.
+    pub fn socket(mut self, path: impl AsRef<Path>) -> Self {
+        self.socket = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Appends a daemon argument (after the harness's own flags), e.g. `--profile dev`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Leaves the sim's redirect URL alone; by default it is pointed at this daemon's
+    /// `http://127.0.0.1:PORT/auth/callback` at every start.
+    pub fn keep_redirect(mut self) -> Self {
+        self.set_redirect = false;
+        self
+    }
+
+    /// Spawns the daemon and waits until the socket answers `ping` and `/healthz` answers 200.
+    /// Panics with the daemon's log if that does not happen within [`START_DEADLINE`].
+    pub fn start(self) -> Daemon {
+        let mut daemon = self.spawn();
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Spawns the daemon without waiting for it (for tests that expect it to fail to start;
+    /// see [`Daemon::wait_exit`]).
+    pub fn spawn(self) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("kited-e2e-")
+            .tempdir()
+            .expect("cannot create a temp dir");
+        for sub in ["run", "config", "xdg-state"] {
+            let path = dir.path().join(sub);
+            fs::create_dir_all(&path).expect("cannot create a temp subdir");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                .expect("cannot chmod a temp subdir");
+        }
+        let config_path = self.config_toml.as_ref().map(|toml| {
+            let path = dir.path().join("config.toml");
+            fs::write(&path, toml).expect("cannot write config.toml");
+            path
+        });
+        let socket = self
+            .socket
+            .clone()
+            .unwrap_or_else(|| dir.path().join("kited.sock"));
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
+        let log_path = dir.path().join("kited.log");
+        let mut daemon = Daemon {
+            child: None,
+            port: free_port(),
+            socket,
+            state_dir,
+            config_path,
+            log_path,
+            run_log_start: 0,
+            settings: self,
+            dir,
+        };
+        daemon.spawn_child();
+        daemon
+    }
+}
+
+/// A running `kited` process with its own temporary directory. Dropping it kills the process
+/// (SIGKILL if still alive), waits for it, and removes the directory.
+pub struct Daemon {
+    child: Option<Child>,
+    port: u16,
+    socket: PathBuf,
+    state_dir: PathBuf,
+    config_path: Option<PathBuf>,
+    log_path: PathBuf,
+    /// Where the current run's part of the log starts.
+    run_log_start: usize,
+    settings: DaemonBuilder,
+    // Last, so the process is gone before its directory is removed.
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// A builder whose daemon talks to `sim` (`KITE_API_ROOT`, `KITE_LOGIN_URL`, the key and
+    /// secret all come from it).
+    pub fn builder(sim: &Sim) -> DaemonBuilder {
+        DaemonBuilder {
+            sim: sim.clone(),
+            envs: Vec::new(),
+            removed_envs: Vec::new(),
+            args: Vec::new(),
+            config_toml: None,
+            api_key: true,
+            api_secret: true,
+            state_dir: None,
+            socket: None,
+            set_redirect: true,
+        }
+    }
+
+    /// `Daemon::builder(sim).start()`.
+    pub fn start(sim: &Sim) -> Daemon {
+        Daemon::builder(sim).start()
+    }
+
+    /// The temporary directory everything lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// `DIR/config.toml`, when the builder was given one.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn sim(&self) -> &Sim {
+        &self.settings.sim
+    }
+
+    /// `127.0.0.1:PORT`, what `--listen` was given.
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+
+    /// `http://127.0.0.1:PORT/auth/callback`.
+    pub fn callback_url(&self) -> String {
+        format!("{}/auth/callback", self.base_url())
+    }
+
+    /// The daemon's process id (of the current run).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon is not running").id()
+    }
+
+    /// Everything the daemon wrote to stdout and stderr, all runs.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Rewrites `DIR/config.toml` (e.g. before a SIGHUP). Panics if the daemon was started
+    /// without `config_toml`, since it would not be reading that file.
+    pub fn write_config(&self, toml: &str) {
+        let path = self
+            .config_path
+            .as_ref()
+            .expect("the daemon was started without .config_toml(), so it has no --config file");
+        fs::write(path, toml).expect("cannot write config.toml");
+    }
+
+    /// Whether the process is still alive (reaps it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Sends a signal (e.g. `rustix::process::Signal::HUP`) to the daemon.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("pid 0");
+        rustix::process::kill_process(pid, signal).expect("cannot signal the daemon");
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to [`TERM_DEADLINE`] for the exit. Panics (after a SIGKILL) with
+    /// the log if the daemon does not stop in time.
+    pub fn terminate(&mut self) -> ExitStatus {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            return status;
+        }
+        self.signal(rustix::process::Signal::TERM);
+        match self.wait_exit(TERM_DEADLINE) {
+            Some(status) => status,
+            None => {
+                self.kill9();
+                panic!(
+                    "kited did not exit within {TERM_DEADLINE:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// Stops the daemon if it still runs (SIGTERM) and starts it again on the same state dir,
+    /// socket and (if still free) port; waits until it is ready.
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.terminate();
+        }
+        self.spawn_child();
+        self.wait_ready();
+    }
+
+    /// A `kitectl --socket SOCK ARGS...` command with the daemon's HOME and XDG dirs, ready to
+    /// be adjusted (stdin, env) and run.
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("kitectl"));
+        self.base_env(&mut cmd);
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `kitectl --socket SOCK ARGS...` to completion.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_command(args).output().expect("cannot run kitectl")
+    }
+
+    /// A `kited ARGS...` command with this daemon's environment (key, secret, sim URLs, XDG
+    /// dirs) but none of the harness's flags: for `kited check-config` and the like.
+    pub fn kited_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("kited"));
+        self.daemon_env(&mut cmd);
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// A fresh IPC connection with [`IPC_TIMEOUT`] read and write timeouts.
+    pub fn connect_ipc(&self) -> UnixStream {
+        let stream = UnixStream::connect(&self.socket).unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to {}: {e}; log:\n{}",
+                self.socket.display(),
+                self.log()
+            )
+        });
+        stream.set_read_timeout(Some(IPC_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IPC_TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Sends one NDJSON request on a new connection and returns the one-line answer.
+    pub fn request(&self, request: &Value) -> Value {
+        let stream = self.connect_ipc();
+        let mut line = request.to_string();
+        line.push('\n');
+        (&stream)
+            .write_all(line.as_bytes())
+            .expect("cannot write to the socket");
+        let mut answer = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut answer)
+            .unwrap_or_else(|e| panic!("no answer to {request}: {e}; log:\n{}", self.log()));
+        serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("answer to {request} is not JSON ({e}): {answer:?}"))
+    }
+
+    /// Any HTTP request to the daemon (`Host: 127.0.0.1:PORT` unless `headers` names one).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpReply {
+        let url = format!("{}{path}", self.base_url());
+        http_client::request(method, &url, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {url} failed: {e}; log:\n{}", self.log()))
+    }
+
+    /// `GET path` → (status, headers with lowercase names, body).
+    pub fn http_get(&self, path: &str) -> (u16, HashMap<String, String>, String) {
+        let reply = self.http("GET", path, &[], b"");
+        (reply.status, reply.header_map(), reply.text())
+    }
+
+    /// `POST path` with a JSON body and `Content-Type: application/json`.
+    pub fn http_post_json(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, HashMap<String, String>, String) {
+        let reply = self.http(
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        (reply.status, reply.header_map(), reply.text())
+    }
+
+    /// Writes `bytes` to the HTTP port as they are and returns the reply text (up to the first
+    /// complete reply, the daemon closing, or 10 s).
+    pub fn raw_http(&self, bytes: &[u8]) -> String {
+        let reply = http_client::raw(self.http_addr(), bytes, http_client::DEFAULT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("raw HTTP to {} failed: {e}", self.http_addr()));
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    fn base_env(&self, cmd: &mut Command) {
+        let dir = self.dir.path();
+        cmd.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.env("HOME", dir)
+            .env("XDG_RUNTIME_DIR", dir.join("run"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("XDG_STATE_HOME", dir.join("xdg-state"))
+            .env("RUST_BACKTRACE", "1");
+    }
+
+    fn daemon_env(&self, cmd: &mut Command) {
+        self.base_env(cmd);
+        let s = &self.settings;
+        cmd.env("RUST_LOG", "info")
+            .env("KITE_API_ROOT", s.sim.url())
+            .env("KITE_LOGIN_URL", s.sim.login_url());
+        if s.api_key {
+            cmd.env("KITE_API_KEY", s.sim.api_key());
+        }
+        if s.api_secret {
+            cmd.env("KITE_API_SECRET", s.sim.api_secret());
+        }
+        for key in &s.removed_envs {
+            cmd.env_remove(key);
+        }
+        for (key, value) in &s.envs {
+            cmd.env(key, value);
+        }
+    }
+
+    fn spawn_child(&mut self) {
+        if self.settings.set_redirect {
+            self.settings.sim.set_redirect_url(&self.callback_url());
+        }
+        let mut cmd = Command::new(bin("kited"));
+        self.daemon_env(&mut cmd);
+        if let Some(config) = &self.config_path {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--listen")
+            .arg(self.http_addr().to_string())
+            .args(&self.settings.args);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("cannot open the daemon log");
+        self.run_log_start = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        let _ = writeln!(log, "--- harness: starting {cmd:?}");
+        let err: File = log.try_clone().expect("cannot dup the log file");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin("kited").display())),
+        );
+    }
+
+    /// Polls until ready; retries on a fresh port if the chosen one was taken meanwhile.
+    fn wait_ready(&mut self) {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let deadline = Instant::now() + START_DEADLINE;
+            loop {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                    let log = self.log();
+                    let this_run = log.get(self.run_log_start..).unwrap_or(&log);
+                    let port_taken = this_run.contains("in use") || this_run.contains("AddrInUse");
+                    if port_taken && attempts < 5 {
+                        self.port = free_port();
+                        self.spawn_child();
+                        break;
+                    }
+                    panic!("kited exited ({status}) before it was ready; log:\n{log}");
+                }
+                if self.ready() {
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    self.kill9();
+                    panic!(
+                        "kited was not ready within {START_DEADLINE:?} (socket {} answering ping, \
+                         GET http://{}/healthz answering 200); log:\n{}",
+                        self.socket.display(),
+                        self.http_addr(),
+                        self.log()
+                    );
+                }
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        let pinged = (|| -> Option<bool> {
+            let stream = UnixStream::connect(&self.socket).ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            stream
+                .set_write_timeout(Some(Duration::from_secs(1)))
+                .ok()?;
+            (&stream).write_all(b"{\"op\":\"ping\"}\n").ok()?;
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).ok()?;
+            let answer: Value = serde_json::from_str(&line).ok()?;
+            Some(answer["ok"] == Value::Bool(true))
+        })()
+        .unwrap_or(false);
+        if !pinged {
+            return false;
+        }
+        let url = format!("{}/healthz", self.base_url());
+        matches!(
+            http_client::request_with_timeout("GET", &url, &[], b"", Duration::from_secs(1)),
+            Ok(reply) if reply.status == 200
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Does what a browser does with a login URL: `GET` it at the sim (a 302 when Kite "logs the
+/// human in"), then `GET` the `Location` (kited's `/auth/callback`). Returns the final status and
+/// body; when the sim does not redirect, its own status and body.
+pub fn follow_browser_login(daemon: &Daemon, login_url: &str) -> (u16, String) {
+    let first =
+        http_client::get(login_url).unwrap_or_else(|e| panic!("GET {login_url} failed: {e}"));
+    if !(300..400).contains(&first.status) {
+        return (first.status, first.text());
+    }
+    let location = first
+        .header("location")
+        .unwrap_or_else(|| panic!("redirect from {login_url} has no Location"))
+        .to_string();
+    let second = http_client::get(&location).unwrap_or_else(|e| {
+        panic!(
+            "GET {location} (the login redirect) failed: {e}; kited log:\n{}",
+            daemon.log()
+        )
+    });
+    (second.status, second.text())
+}
