@@ -57,11 +57,6 @@ pub fn cutoff_on(date: NaiveDate, cutoff: NaiveTime) -> DateTime<Tz> {
         .expect("Asia/Kolkata has no gaps or folds")
 }
 
-/// The next cutoff strictly after `now`.
-pub fn next_cutoff(now: DateTime<Utc>, cutoff: NaiveTime) -> DateTime<Tz> {
-    expires_at(ist(now), cutoff)
-}
-
 /// The token's state at `now`. `warn_window` is the earliest warning before expiry.
 pub fn state_at(
     now: DateTime<Utc>,

@@ -32,7 +32,7 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
 
 async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir, &config.profile)?;
-    let now = clock::system_now();
+    let now = clock_from_env()?;
     let events = EventBus::new(now.clone());
     let session = Session::new(config.clone(), store, events, now)?;
 
@@ -58,6 +58,7 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let ipc_task = tokio::spawn(crate::ipc::serve(socket, session.clone(), shutdown.clone()));
     let http_task = tokio::spawn(crate::http::serve(http, session.clone(), shutdown.clone()));
+    let schedule_task = tokio::spawn(crate::schedule::run(session.clone(), shutdown.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -77,10 +78,24 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = ipc_task.await;
         let _ = http_task.await;
+        let _ = schedule_task.await;
     })
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The daemon's clock: the wall clock, or — for tests that must not wait for 06:00 — the wall
+/// clock moved so that it read `KITED_FAKE_NOW` (RFC 3339) when kited started.
+fn clock_from_env() -> anyhow::Result<clock::Now> {
+    let Ok(fake) = std::env::var("KITED_FAKE_NOW") else {
+        return Ok(clock::system_now());
+    };
+    let start = chrono::DateTime::parse_from_rfc3339(&fake)
+        .with_context(|| format!("KITED_FAKE_NOW={fake:?} is not an RFC 3339 time"))?;
+    let skew = start.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    tracing::warn!("KITED_FAKE_NOW is set: the clock reads {fake} (testing only)");
+    Ok(Arc::new(move || chrono::Utc::now() + skew))
 }
 
 /// SIGHUP: re-reads the whole config; a bad one is reported and the old one kept.

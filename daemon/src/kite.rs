@@ -85,16 +85,14 @@ pub struct RenewData {
     pub access_token: Secret,
     #[serde(default)]
     pub refresh_token: Option<Secret>,
-    #[serde(default)]
-    pub user_id: Option<String>,
 }
 
 /// `GET /user/profile`'s answer (the parts kited reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Profile {
-    pub user_id: String,
-    #[serde(default)]
-    pub user_name: Option<String>,
+    /// Kite names the user in every profile; kited only needs the call to succeed.
+    #[serde(rename = "user_id")]
+    pub _user_id: String,
 }
 
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! kited: keeps a Zerodha Kite Connect access token alive and hands it to local programs.
 
+mod alarm;
 mod clock;
 mod config;
 mod connection;
@@ -9,6 +10,7 @@ mod http;
 mod ipc;
 mod kite;
 mod page;
+mod schedule;
 mod session;
 mod store;
 mod token;

@@ -129,6 +129,8 @@ struct Inner {
     now: Now,
     /// `<public url>/auth/callback`.
     callback_url: RwLock<String>,
+    /// Bumped on every reload, so the schedule and notifier replan.
+    config_generation: watch::Sender<u64>,
 }
 
 impl Session {
@@ -154,6 +156,7 @@ impl Session {
                 events,
                 now,
                 callback_url: RwLock::new(callback_url),
+                config_generation: watch::channel(0).0,
             }),
         })
     }
@@ -188,6 +191,12 @@ impl Session {
     pub fn reload(&self, config: Arc<Config>) {
         *self.inner.kite.write().expect("kite lock") = kite_client(&config);
         *self.inner.config.write().expect("config lock") = config;
+        self.inner.config_generation.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that changes on every reload.
+    pub fn watch_config(&self) -> watch::Receiver<u64> {
+        self.inner.config_generation.subscribe()
     }
 
     /// The current token record, whatever its state.

@@ -91,10 +91,6 @@ impl Store {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The stored token, migrated to the current format, if any.
     pub fn load_token(&self) -> Result<Option<TokenRecord>, StoreError> {
         let Some(bytes) = self.tokens.get(CURRENT)? else {

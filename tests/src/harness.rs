@@ -517,7 +517,13 @@ impl Daemon {
             .open(&self.log_path)
             .expect("cannot open the daemon log");
         self.run_log_start = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
-        let _ = writeln!(log, "--- harness: starting {cmd:?}");
+        // Program and arguments only: the environment holds the api secret, and tests assert
+        // that the secret never appears in this log.
+        let argv: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let _ = writeln!(log, "--- harness: starting {}", argv.join(" "));
         let err: File = log.try_clone().expect("cannot dup the log file");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))

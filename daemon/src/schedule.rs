@@ -1,0 +1,422 @@
+//! The timed work around the cutoff: expiry warnings, the expiry itself, renewal, the periodic
+//! profile check and the pre-market reminder. Sleeps on a wall-clock alarm until the next one.
+//!
+//! [`plan`] is pure: given now, the token and the settings, it says what is due and when the
+//! next thing is. The driver only sleeps, asks the plan and acts, so idle means asleep.
+
+use crate::alarm::{Wake, WallAlarm};
+use crate::clock;
+use crate::config::Expiry;
+use crate::session::Session;
+use crate::token::TokenRecord;
+use chrono::{DateTime, Datelike, Utc, Weekday};
+use kite_proto::EventKind;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long after a failed renewal or a transient verify failure to try again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Something the schedule does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// `token_expiring` for the warning window of this many seconds.
+    Warn { window_secs: u64 },
+    /// `token_expired`.
+    Expire,
+    /// Renew with the refresh token.
+    Renew,
+    /// The periodic `GET /user/profile`.
+    Verify,
+    /// The pre-market `login_required` reminder.
+    Remind,
+}
+
+/// What has already been done for the current token, so nothing fires twice.
+#[derive(Debug, Default, Clone)]
+pub struct Done {
+    /// Which token this is about: its `expires_at` and a short token hint.
+    token_key: Option<String>,
+    warned: BTreeSet<u64>,
+    expired: bool,
+    last_verify: Option<DateTime<Utc>>,
+    next_renew: Option<DateTime<Utc>>,
+    last_remind: Option<DateTime<Utc>>,
+}
+
+impl Done {
+    /// Forgets per-token progress when the token changed.
+    fn follow(&mut self, token: Option<&TokenRecord>, now: DateTime<Utc>) {
+        let key = token.map(|t| format!("{} {}", t.expires_at, t.access_token.hint()));
+        if key != self.token_key {
+            let last_remind = self.last_remind;
+            *self = Done {
+                token_key: key,
+                last_remind,
+                // A new token was just checked by Kite itself (or read from disk at start, in
+                // which case the first verify runs now).
+                last_verify: token.filter(|t| t.invalidated.is_none()).map(|_| now),
+                ..Done::default()
+            };
+        }
+    }
+}
+
+/// The next planned action and when, plus whatever is due now.
+#[derive(Debug, PartialEq)]
+pub struct Plan {
+    pub due: Vec<Action>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Decides what is due at `now` and when to wake next. `reminder_next` is the next reminder
+/// time strictly after the last one that fired.
+pub fn plan(
+    now: DateTime<Utc>,
+    token: Option<&TokenRecord>,
+    expiry: &Expiry,
+    done: &Done,
+    reminder_next: Option<DateTime<Utc>>,
+) -> Plan {
+    let mut due = Vec::new();
+    let mut next: Option<DateTime<Utc>> = None;
+    let mut at = |when: DateTime<Utc>, action: Action, due: &mut Vec<Action>| {
+        if when <= now {
+            due.push(action);
+        } else {
+            next = Some(next.map_or(when, |n| n.min(when)));
+        }
+    };
+    let live = token.filter(|t| t.invalidated.is_none());
+    if let Some(token) = live {
+        if let Some(expires_at) = clock::parse_rfc3339(&token.expires_at) {
+            let expires_at = expires_at.with_timezone(&Utc);
+            let renewable = token.refresh_token.is_some();
+            if now < expires_at {
+                if !renewable {
+                    // Only the latest warning whose time has come is sent: after a suspend,
+                    // one message, not three.
+                    let windows = &expiry.warn_before;
+                    let mut latest_due = None;
+                    for window in windows {
+                        let secs = window.as_secs();
+                        let when = expires_at - chrono::Duration::seconds(secs as i64);
+                        if done.warned.contains(&secs) {
+                            continue;
+                        }
+                        if when <= now {
+                            latest_due = Some(secs);
+                        } else {
+                            at(when, Action::Warn { window_secs: secs }, &mut due);
+                        }
+                    }
+                    if let Some(secs) = latest_due {
+                        due.push(Action::Warn { window_secs: secs });
+                    }
+                }
+                let verify_at = done.last_verify.map_or(now, |last| {
+                    last + chrono::Duration::from_std(expiry.verify_every).unwrap_or_default()
+                });
+                at(verify_at.min(expires_at), Action::Verify, &mut due);
+            }
+            if renewable {
+                at(
+                    done.next_renew.unwrap_or(expires_at),
+                    Action::Renew,
+                    &mut due,
+                );
+            } else if !done.expired {
+                at(expires_at, Action::Expire, &mut due);
+            }
+        }
+    }
+    if let Some(when) = reminder_next {
+        at(when, Action::Remind, &mut due);
+    }
+    due.sort();
+    due.dedup();
+    Plan { due, next }
+}
+
+/// Whether `date` (IST) is a trading day: not a weekend, not in `expiry.holidays`.
+pub fn is_trading_day(date: chrono::NaiveDate, expiry: &Expiry) -> bool {
+    !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !expiry.holidays.contains(&date)
+}
+
+/// The next reminder strictly after `after`, from the cron expression in IST.
+pub fn next_reminder(expression: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let cron = parse_reminder(expression).ok()?;
+    cron.find_next_occurrence(&clock::ist(after), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Parses `expiry.reminder` (cron with optional seconds field, IST).
+pub fn parse_reminder(expression: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .build()
+        .parse(expression)
+        .map_err(|e| format!("expiry.reminder {expression:?} is not a cron expression: {e}"))
+}
+
+/// Runs the schedule until `shutdown`. Replans on a new token, a reload, or a clock jump.
+pub async fn run(session: Session, shutdown: CancellationToken) {
+    let alarm = match WallAlarm::new() {
+        Ok(alarm) => alarm,
+        Err(e) => {
+            tracing::error!("cannot create the wall-clock timer ({e}); no scheduled warnings");
+            return;
+        }
+    };
+    let mut token_changes = session.watch_token();
+    let mut config_changes = session.watch_config();
+    let mut done = Done::default();
+    let mut reminder_from = session.now();
+    loop {
+        let now = session.now();
+        let token = session.current();
+        let config = session.config();
+        done.follow(token.as_deref(), now);
+        let reminder_next = next_reminder(&config.expiry.reminder, reminder_from);
+        let plan = plan(now, token.as_deref(), &config.expiry, &done, reminder_next);
+        for action in plan.due {
+            act(&session, &action, token.as_deref(), &mut done, now).await;
+            if action == Action::Remind {
+                reminder_from = now;
+            }
+        }
+        if session.current().map(|t| t.access_token.hint())
+            != token.as_ref().map(|t| t.access_token.hint())
+        {
+            continue;
+        }
+        // The alarm works in real wall time; the session's clock may be offset (tests).
+        let skew = session.now() - Utc::now();
+        let sleep = async {
+            match plan.next {
+                Some(when) => alarm.sleep_until(when - skew).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            woke = sleep => match woke {
+                Ok(Wake::Due) => {}
+                Ok(Wake::ClockChanged) => {
+                    tracing::info!("the wall clock jumped (suspend or time change): replanning");
+                }
+                Err(e) => {
+                    tracing::error!("wall-clock timer failed ({e}); schedule stopped");
+                    return;
+                }
+            },
+            changed = token_changes.changed() => if changed.is_err() { return },
+            changed = config_changes.changed() => {
+                if changed.is_err() { return }
+                reminder_from = session.now();
+            }
+        }
+    }
+}
+
+async fn act(
+    session: &Session,
+    action: &Action,
+    token: Option<&TokenRecord>,
+    done: &mut Done,
+    now: DateTime<Utc>,
+) {
+    match action {
+        Action::Warn { window_secs } => {
+            done.warned.insert(*window_secs);
+            if let Some(token) = token {
+                let left = clock::parse_rfc3339(&token.expires_at)
+                    .map(|e| clock::seconds_left(now, e))
+                    .unwrap_or(0);
+                session.events().emit(EventKind::TokenExpiring {
+                    minutes_left: (left + 59) / 60,
+                    expires_at: token.expires_at.clone(),
+                });
+            }
+        }
+        Action::Expire => {
+            done.expired = true;
+            if let Some(token) = token {
+                session.events().emit(EventKind::TokenExpired {
+                    expires_at: token.expires_at.clone(),
+                });
+            }
+        }
+        Action::Renew => match session.renew().await {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("renewing with the refresh token failed: {e}");
+                done.next_renew =
+                    Some(now + chrono::Duration::from_std(RETRY_AFTER).unwrap_or_default());
+                if !done.expired
+                    && token.is_some_and(|t| session.state_of(t) == kite_proto::TokenState::Expired)
+                {
+                    done.expired = true;
+                    session.events().emit(EventKind::TokenExpired {
+                        expires_at: token.map(|t| t.expires_at.clone()).unwrap_or_default(),
+                    });
+                }
+            }
+        },
+        Action::Verify => {
+            done.last_verify = Some(now);
+            if let Err(e) = session.verify().await {
+                tracing::warn!("token check with Kite failed, will try again: {e}");
+                let retry = chrono::Duration::from_std(RETRY_AFTER).unwrap_or_default();
+                let interval = chrono::Duration::from_std(session.config().expiry.verify_every)
+                    .unwrap_or_default();
+                if retry < interval {
+                    done.last_verify = Some(now - interval + retry);
+                }
+            }
+        }
+        Action::Remind => {
+            done.last_remind = Some(now);
+            let config = session.config();
+            let today = clock::ist(now).date_naive();
+            let usable = session
+                .current()
+                .is_some_and(|t| session.state_of(&t).is_usable());
+            if is_trading_day(today, &config.expiry) && !usable && config.is_configured() {
+                let login_url = session.login_url().ok().map(|(url, _)| url);
+                session
+                    .events()
+                    .emit(EventKind::LoginRequired { login_url });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Secret;
+
+    fn expiry() -> Expiry {
+        Expiry {
+            cutoff: clock::default_cutoff(),
+            warn_before: vec![Duration::from_secs(3600), Duration::from_secs(900)],
+            reminder: crate::config::DEFAULT_REMINDER.into(),
+            holidays: vec!["2026-12-25".parse().unwrap()],
+            verify_every: Duration::from_secs(1800),
+        }
+    }
+
+    fn token(expires_at: &str) -> TokenRecord {
+        TokenRecord {
+            access_token: Secret::new("tok"),
+            api_key: "k".into(),
+            user_id: "AB1234".into(),
+            user_name: String::new(),
+            user_shortname: String::new(),
+            email: String::new(),
+            user_type: String::new(),
+            broker: String::new(),
+            exchanges: vec![],
+            products: vec![],
+            order_types: vec![],
+            login_time: "2026-11-23T09:00:00+05:30".into(),
+            expires_at: expires_at.into(),
+            refresh_token: None,
+            invalidated: None,
+        }
+    }
+
+    fn utc(ist: &str) -> DateTime<Utc> {
+        clock::parse_login_time(ist).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn warnings_then_expiry() {
+        let t = token("2026-11-24T06:00:00+05:30");
+        let mut done = Done::default();
+        let now = utc("2026-11-23 09:00:00");
+        done.follow(Some(&t), now);
+        let p = plan(now, Some(&t), &expiry(), &done, None);
+        assert!(p.due.is_empty(), "{p:?}");
+        // The first wake is the verify in 30 minutes.
+        assert_eq!(p.next, Some(utc("2026-11-23 09:30:00")));
+        // Just after 05:00 the 60-minute warning is due.
+        done.last_verify = Some(utc("2026-11-24 04:59:00"));
+        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 3600 }]);
+        done.warned.insert(3600);
+        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 05:29:00")));
+        // Woken after a suspend at 05:50: one warning (the 15-minute one), not two.
+        let mut fresh = Done::default();
+        fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &expiry(),
+            &fresh,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
+        // At 06:00 the expiry.
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Expire]);
+        done.expired = true;
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn invalidated_tokens_plan_nothing() {
+        let mut t = token("2026-11-24T06:00:00+05:30");
+        t.invalidated = Some("x".into());
+        let p = plan(
+            utc("2026-11-23 09:00:00"),
+            Some(&t),
+            &expiry(),
+            &Done::default(),
+            None,
+        );
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn renewable_tokens_renew_at_the_cutoff_instead_of_warning() {
+        let mut t = token("2026-11-24T06:00:00+05:30");
+        t.refresh_token = Some(Secret::new("r"));
+        let mut done = Done::default();
+        done.last_verify = Some(utc("2026-11-24 05:40:00"));
+        let p = plan(utc("2026-11-24 05:50:00"), Some(&t), &expiry(), &done, None);
+        assert!(p.due.is_empty(), "{p:?}");
+        assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Renew]);
+    }
+
+    #[test]
+    fn reminder_is_weekdays_at_0845_ist() {
+        let friday_evening = utc("2026-11-27 18:00:00");
+        assert_eq!(
+            next_reminder(crate::config::DEFAULT_REMINDER, friday_evening),
+            Some(utc("2026-11-30 08:45:00"))
+        );
+        assert!(is_trading_day("2026-11-30".parse().unwrap(), &expiry()));
+        assert!(!is_trading_day("2026-11-29".parse().unwrap(), &expiry()));
+        assert!(!is_trading_day("2026-12-25".parse().unwrap(), &expiry()));
+        assert!(parse_reminder("not cron").is_err());
+    }
+}
