@@ -59,6 +59,8 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     let ipc_task = tokio::spawn(crate::ipc::serve(socket, session.clone(), shutdown.clone()));
     let http_task = tokio::spawn(crate::http::serve(http, session.clone(), shutdown.clone()));
     let schedule_task = tokio::spawn(crate::schedule::run(session.clone(), shutdown.clone()));
+    let notify_task = tokio::spawn(crate::notify::run(session.clone(), shutdown.clone()));
+    let hooks_task = tokio::spawn(crate::hooks::run(session.clone(), shutdown.clone()));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -79,6 +81,8 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
         let _ = ipc_task.await;
         let _ = http_task.await;
         let _ = schedule_task.await;
+        let _ = notify_task.await;
+        let _ = hooks_task.await;
     })
     .await;
     tracing::info!("stopped");
