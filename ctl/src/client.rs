@@ -311,11 +311,27 @@ pub(crate) mod tests {
         (path, handle)
     }
 
-    pub fn temp_dir(name: &str) -> PathBuf {
+    /// A scratch directory removed when the test ends.
+    pub struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    pub fn temp_dir(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("kitectl-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        TempDir(dir)
     }
 
     #[test]

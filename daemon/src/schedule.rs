@@ -54,8 +54,8 @@ impl Done {
             *self = Done {
                 token_key: key,
                 last_remind,
-                // A new token was just checked by Kite itself (or read from disk at start, in
-                // which case the first verify runs now).
+                // A new token was just issued by Kite; one read from disk at start is checked
+                // one `verify_every` later like any other.
                 last_verify: token.filter(|t| t.invalidated.is_none()).map(|_| now),
                 ..Done::default()
             };
