@@ -343,6 +343,10 @@ fn watch(target: &Target, json: bool) -> Outcome {
         Err(e) => return Err(ClientError::Protocol(e).into()),
     }
     client.set_read_timeout(None)?;
+    if json {
+        // The daemon's own first line: tells a script it is subscribed (DESIGN §10).
+        print(b"{\"ok\":true}\n")?;
+    }
     while let Some(line) = client.read_line()? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

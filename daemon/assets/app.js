@@ -41,6 +41,27 @@
 
   function setText(id, text) { $(id).textContent = text == null ? '' : String(text); }
 
+  /* Text where `backticked` parts become <code>, built with text nodes only (never HTML). */
+  function setRich(id, text) {
+    var el = $(id);
+    el.textContent = '';
+    String(text == null ? '' : text).split('`').forEach(function (part, i) {
+      if (!part) return;
+      if (i % 2) {
+        var code = document.createElement('code');
+        code.textContent = part;
+        el.appendChild(code);
+      } else {
+        el.appendChild(document.createTextNode(part));
+      }
+    });
+  }
+
+  /* Bring a message the person must see into view (it may appear below the fold). */
+  function bringIntoView(el) {
+    if (el && el.scrollIntoView) el.scrollIntoView({ block: 'nearest' });
+  }
+
   function expiresText(s) {
     if (!s.expires_at) return s.configured === false ? '—' : 'No token yet';
     var at = KTF.formatIst(s.expires_at);
@@ -71,7 +92,7 @@
     setText('user-id', s.user_id ? '(' + s.user_id + ')' : '');
     setText('expires', expiresText(s));
     setText('profile', s.profile || 'default');
-    if (s.hint) setText('hint', s.hint);
+    if (s.hint) setRich('hint', s.hint);
     document.title = (word === 'valid' ? '✓ ' : '! ') + 'kited — ' + (LABELS[word] || word);
     document.body.setAttribute('data-state', word);
     $('step-status').classList.toggle('done', word === 'valid');
@@ -150,6 +171,7 @@
     } catch (e) {
       result.className = 'result failure';
       showError(e.message, result);
+      bringIntoView(result);
       return;
     }
     submit.disabled = true;
@@ -160,11 +182,13 @@
       result.textContent = 'Logged in as ' + (data.user_name || data.user_id) + ' (' + data.user_id + '). ' +
         'kited has stored the new token: programs get it with "kitectl get-token".';
       setToken(data.access_token);
+      bringIntoView($('token-box'));
       refreshStatus();
     }, function (e) {
       result.className = 'result failure';
       result.textContent = '';
       showError(e.message, result);
+      bringIntoView(result);
     }).then(function () { submit.disabled = false; });
   });
 
@@ -190,7 +214,10 @@
     if (window.history && history.replaceState) history.replaceState(null, '', window.location.pathname);
   }
 
-  flow.callbackUrl().then(function (u) { setText('callback-url', u); }, function () { /* keep the default */ });
+  flow.callbackUrl().then(function (u) {
+    setText('callback-url', u);
+    $('paste-input').placeholder = u + '?…&request_token=…';
+  }, function () { /* keep the defaults */ });
   // Step 1: now, every 30 s while visible, and at once on focus / becoming visible.
   flow.startPolling(render, 30000);
 }());

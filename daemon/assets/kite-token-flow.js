@@ -144,7 +144,16 @@
       try {
         res = await fetch(this.baseUrl + path, opts);
       } catch (e) {
-        throw new Error('kited is not reachable at ' + this.baseUrl + ' (' + (e && e.message || e) + ')');
+        // A browser cannot tell "kited is down" from "kited refused this origin (CORS)".
+        var why = 'kited is not reachable at ' + this.baseUrl;
+        var here = root && root.location && root.location.origin;
+        var there = this.baseUrl;
+        try { there = new URL(this.baseUrl).origin; } catch (e2) { /* keep */ }
+        if (here && here !== there) {
+          why += ', or it does not allow this page\'s origin ' + here +
+            ' (add it to http.allowed_origins in kited\'s config)';
+        }
+        throw new Error(why + ' (' + (e && e.message || e) + ')');
       }
       var body = null;
       try { body = await res.json(); } catch (e) { body = null; }
@@ -380,6 +389,15 @@
     return { element: box, flow: flow, destroy: function () { box.remove(); } };
   }
 
+  /** Dot colours used unless `unstyled` is set (applied through the CSSOM, so a strict CSP is fine). */
+  var DOT_COLORS = {
+    valid: '#1a7f37',
+    expiring: '#9a6700',
+    expired: '#c62828',
+    invalidated: '#c62828',
+    unreachable: '#c62828'
+  };
+
   var STATE_TEXT = {
     valid: 'Kite token valid',
     expiring: 'Kite token expiring soon',
@@ -395,9 +413,11 @@
    * Render a badge with the token state and time left, kept fresh by polling.
    * The badge (class kite-status) carries data-state="valid|expiring|expired|
    * invalidated|none|not-configured|unreachable|unknown"; when a login is needed
-   * a "Log in" button (class kite-status-login) appears.
+   * a "Log in" button (class kite-status-login) appears. The dot gets a size and a colour per
+   * state unless `unstyled: true` (then style .kite-status-dot yourself).
    * @param {string|Element} containerId
-   * @param {{baseUrl?:string, intervalMs?:number, onStatus?:function(object|null, Error=)}} [options]
+   * @param {{baseUrl?:string, intervalMs?:number, unstyled?:boolean,
+   *   onStatus?:function(object|null, Error=)}} [options]
    * @returns {{element:Element, flow:KiteTokenFlow, destroy:function()}}
    */
   function createTokenStatusIndicator(containerId, options) {
@@ -410,6 +430,14 @@
     box.setAttribute('data-state', 'unknown');
     var dot = make('span', 'kite-status-dot');
     dot.setAttribute('aria-hidden', 'true');
+    if (!o.unstyled) {
+      dot.style.display = 'inline-block';
+      dot.style.width = '0.65em';
+      dot.style.height = '0.65em';
+      dot.style.borderRadius = '50%';
+      dot.style.marginRight = '0.4em';
+      dot.style.background = '#6e7781';
+    }
     var text = make('span', 'kite-status-text', STATE_TEXT.unknown);
     var login = make('button', 'kite-status-login', 'Log in');
     login.type = 'button';
@@ -429,6 +457,7 @@
         line += ' · ' + formatDuration(s.seconds_left) + ' left';
       }
       box.setAttribute('data-state', state);
+      if (!o.unstyled) dot.style.background = DOT_COLORS[state] || '#6e7781';
       box.title = err ? err.message : (s.hint || '');
       text.textContent = line;
       login.hidden = !s || s.configured === false || state === 'valid';

@@ -6,6 +6,7 @@ use crate::events::EventBus;
 use crate::session::Session;
 use crate::store::Store;
 use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,19 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     let schedule_task = tokio::spawn(crate::schedule::run(session.clone(), shutdown.clone()));
     let notify_task = tokio::spawn(crate::notify::run(session.clone(), shutdown.clone()));
     let hooks_task = tokio::spawn(crate::hooks::run(session.clone(), shutdown.clone()));
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // Both listeners are bound (connections queue in their backlogs until the tasks accept), so
+    // this is the moment `systemctl start` may return and clients may connect.
+    let status = status_line(&session);
+    systemd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    let status_task =
+        under_systemd().then(|| tokio::spawn(report_status(session.clone(), shutdown.clone())));
+    let watchdog_task = watchdog_interval().map(|every| {
+        tracing::info!("systemd watchdog enabled: pinging every {every:?}");
+        tokio::spawn(ping_watchdog(every, shutdown.clone()))
+    });
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -74,7 +87,10 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
             _ = hangup.recv() => reload(&flags, &session),
         }
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    systemd_notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
     shutdown.cancel();
     // The socket listener removes its file when dropped, at the end of its task.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -83,6 +99,12 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
         let _ = schedule_task.await;
         let _ = notify_task.await;
         let _ = hooks_task.await;
+        if let Some(task) = status_task {
+            let _ = task.await;
+        }
+        if let Some(task) = watchdog_task {
+            let _ = task.await;
+        }
     })
     .await;
     tracing::info!("stopped");
@@ -102,9 +124,16 @@ fn clock_from_env() -> anyhow::Result<clock::Now> {
     Ok(Arc::new(move || chrono::Utc::now() + skew))
 }
 
-/// SIGHUP: re-reads the whole config; a bad one is reported and the old one kept.
+/// SIGHUP: re-reads the whole config; a bad one is reported and the old one kept. Tells systemd
+/// (RELOADING=1 … READY=1) so that `systemctl reload` shows the reload as it happens.
 fn reload(flags: &Flags, session: &Session) {
-    match Config::from_process(flags) {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    // systemd >= 253 wants the monotonic time with RELOADING=1; older versions ignore it.
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    systemd_notify(&reloading);
+    let outcome = match Config::from_process(flags) {
         Ok(new) => {
             let old = session.config();
             if new.listen != old.listen
@@ -117,24 +146,174 @@ fn reload(flags: &Flags, session: &Session) {
             }
             session.reload(Arc::new(new));
             tracing::info!("SIGHUP: configuration reloaded");
+            status_line(session)
         }
-        Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
+        Err(e) => {
+            tracing::error!("SIGHUP: keeping the old configuration: {e}");
+            format!(
+                "reload failed, old configuration kept; {}",
+                status_line(session)
+            )
+        }
+    };
+    systemd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&outcome),
+    ]);
+}
+
+/// Whether a service manager listens for sd_notify messages (`NOTIFY_SOCKET`).
+fn under_systemd() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| !v.is_empty())
+}
+
+/// Sends sd_notify state changes; without `NOTIFY_SOCKET` this does nothing. A failure to reach
+/// the manager is logged at debug level and otherwise ignored: it must never stop the daemon.
+fn systemd_notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!("cannot notify the service manager: {e}");
     }
 }
 
+/// One line for `systemctl status`: profile, state and expiry. Never the token.
+fn status_line(session: &Session) -> String {
+    let status = session.status();
+    let state = status.state.as_str();
+    if !status.configured {
+        return format!(
+            "profile {}: not configured (api key or secret missing)",
+            status.profile
+        );
+    }
+    match (&status.user_id, &status.expires_at) {
+        (Some(user), Some(expires)) if status.valid => {
+            format!(
+                "profile {}: {state}, {user} until {expires}",
+                status.profile
+            )
+        }
+        _ => format!("profile {}: {state}, login required", status.profile),
+    }
+}
+
+/// Keeps the `STATUS=` line current. Wakes only when something changes (a token, a reload or an
+/// event), never on a timer.
+async fn report_status(session: Session, shutdown: CancellationToken) {
+    let mut token = session.watch_token();
+    let mut config = session.watch_config();
+    let mut events = session.events().subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = token.changed() => if changed.is_err() { return },
+            changed = config.changed() => if changed.is_err() { return },
+            event = events.recv() => {
+                if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+        }
+        let line = status_line(&session);
+        systemd_notify(&[sd_notify::NotifyState::Status(&line)]);
+    }
+}
+
+/// The ping interval when systemd's watchdog is on for this process (`WATCHDOG_USEC`, and
+/// `WATCHDOG_PID` naming us if set): half the timeout, as sd_watchdog_enabled(3) advises.
+fn watchdog_interval() -> Option<Duration> {
+    watchdog_interval_from(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
+}
+
+/// Sends `WATCHDOG=1` every `every` from the daemon's own (single-threaded) runtime: if any task
+/// ever blocks that thread, the pings stop and systemd restarts kited.
+async fn ping_watchdog(every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => systemd_notify(&[sd_notify::NotifyState::Watchdog]),
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). When stderr is the journal
+/// (`JOURNAL_STREAM` names our stderr, see systemd.exec(5)), lines carry no timestamp (the journal
+/// stamps them) and start with a `<N>` syslog priority, so `journalctl -p warning` works.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Under systemd the journal adds timestamps and cannot show colours.
-    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_target(false);
-    if under_journal {
-        builder.without_time().with_ansi(false).init();
+    if stderr_is_journal() {
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_ansi(false)
+            .with_target(false);
+        builder.event_format(JournalPriority(format)).init();
     } else {
-        builder.with_ansi(false).init();
+        builder.init();
+    }
+}
+
+/// Whether stderr is the journal stream systemd connected us to: `JOURNAL_STREAM=DEV:INODE`
+/// matching stderr (a variable inherited by a process whose stderr was redirected does not count).
+pub fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match rustix::fs::fstat(std::io::stderr()) {
+        Ok(stat) => stat.st_dev as u64 == dev && stat.st_ino as u64 == ino,
+        Err(_) => false,
+    }
+}
+
+/// Prefixes each line with its sd-daemon(3) priority (`<3>` error … `<7>` debug).
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
     }
 }
 
@@ -148,12 +327,8 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()))
     );
-    let secret = match &config.secret_source {
-        SecretSource::Env => "set (KITE_API_SECRET)".to_string(),
-        SecretSource::File(p) => format!("set (file {})", p.display()),
-        SecretSource::Credential(p) => format!("set (credential {})", p.display()),
-        SecretSource::Missing => "missing".to_string(),
-    };
+    let unit_secret = unit_secret_file(&config.profile);
+    let (secret, secret_ok, secret_path) = describe_secret(&config, &unit_secret);
     let file = if config.config_file_found {
         ""
     } else {
@@ -201,11 +376,22 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
         ),
         ("expiry.reminder", config.expiry.reminder.clone()),
         (
+            "expiry.holidays",
+            config
+                .expiry
+                .holidays
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        (
             "expiry.verify_every",
             format!("{:?}", config.expiry.verify_every),
         ),
         ("notify.desktop", config.notify.desktop.to_string()),
         ("notify.command", config.notify.command.join(" ")),
+        ("notify.open_command", config.notify.open_command.join(" ")),
         (
             "hooks.env_file",
             config
@@ -222,10 +408,134 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
     println!(
         "\nRegister this redirect URL for your app on https://developers.kite.trade: {callback}"
     );
-    if config.is_configured() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("kited: not configured: set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file)");
-        Ok(ExitCode::FAILURE)
+    if let Some(path) = secret_path {
+        if let Some(warning) = loose_permissions(&path) {
+            println!("\nwarning: {warning}");
+        }
+    }
+    let key_ok = config.api_key.as_deref().is_some_and(|k| !k.is_empty());
+    if key_ok && secret_ok {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let missing = match (key_ok, secret_ok) {
+        (false, false) => "the api key and the api secret are",
+        (false, true) => "the api key is",
+        _ => "the api secret is",
+    };
+    eprintln!(
+        "kited: not configured: {missing} missing; set kite.api_key (or KITE_API_KEY) and put the \
+         secret in {} (read by the systemd unit), kite.api_secret_file or KITE_API_SECRET",
+        unit_secret.display()
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// The file the systemd units hand to kited with `LoadCredential=`:
+/// `$XDG_CONFIG_HOME/kited/PROFILE.api-secret` (systemd's `%E/kited/%i.api-secret`).
+fn unit_secret_file(profile: &str) -> PathBuf {
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"))
+                .join(".config")
+        });
+    config_home
+        .join("kited")
+        .join(format!("{profile}.api-secret"))
+}
+
+/// The `kite.api_secret` row (where the secret comes from, never its value), whether it is
+/// usable, and the file it lives in. `kited check-config` runs from a shell, outside systemd, so
+/// the unit's credential file counts too.
+fn describe_secret(config: &Config, unit_secret: &Path) -> (String, bool, Option<PathBuf>) {
+    let empty = config.api_secret.as_ref().is_some_and(|s| s.is_empty());
+    let state = if empty { "empty" } else { "set" };
+    match &config.secret_source {
+        SecretSource::Env => (format!("{state} (KITE_API_SECRET)"), !empty, None),
+        SecretSource::File(p) => (
+            format!("{state} (kite.api_secret_file {})", p.display()),
+            !empty,
+            Some(p.clone()),
+        ),
+        SecretSource::Credential(p) => (
+            format!("{state} (systemd credential {})", p.display()),
+            !empty,
+            None,
+        ),
+        SecretSource::Missing => match std::fs::metadata(unit_secret) {
+            Ok(meta) if meta.is_file() && meta.len() > 0 => (
+                format!(
+                    "set for the systemd unit (LoadCredential= reads {}); missing for a kited \
+                     started by hand",
+                    unit_secret.display()
+                ),
+                true,
+                Some(unit_secret.to_path_buf()),
+            ),
+            Ok(_) => (
+                format!("missing ({} is empty)", unit_secret.display()),
+                false,
+                None,
+            ),
+            Err(_) => ("missing".to_string(), false, None),
+        },
+    }
+}
+
+/// A warning when a secret file can be read by other users.
+fn loose_permissions(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} can be read by other users (mode {mode:04o}): chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_interval_is_half_the_timeout_and_only_for_us() {
+        let half = Some(Duration::from_secs(5));
+        assert_eq!(watchdog_interval_from(Some("10000000"), None, 42), half);
+        assert_eq!(
+            watchdog_interval_from(Some("10000000"), Some("42"), 42),
+            half
+        );
+        assert_eq!(
+            watchdog_interval_from(Some("10000000"), Some("41"), 42),
+            None
+        );
+        assert_eq!(
+            watchdog_interval_from(Some("10000000"), Some("x"), 42),
+            None
+        );
+        assert_eq!(watchdog_interval_from(None, Some("42"), 42), None);
+        assert_eq!(watchdog_interval_from(Some("0"), None, 42), None);
+        assert_eq!(watchdog_interval_from(Some("soon"), None, 42), None);
+    }
+
+    #[test]
+    fn loose_secret_files_are_flagged() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(loose_permissions(&path), None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = loose_permissions(&path).unwrap();
+        assert!(
+            warning.contains("0644") && warning.contains("chmod 600"),
+            "{warning}"
+        );
     }
 }

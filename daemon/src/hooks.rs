@@ -3,48 +3,59 @@
 use crate::session::Session;
 use crate::token::TokenRecord;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps the env file in step with the token until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
     let mut config = session.watch_config();
-    let mut last_written: Option<String> = None;
+    // Subscribed once, before the first write, so an expiry is never missed between two.
+    let mut events = session.events().subscribe();
+    let mut last_written: Option<(PathBuf, String)> = None;
     loop {
-        if let Some(path) = session.config().env_file.clone() {
+        let settings = session.config();
+        if let Some(path) = settings.env_file.clone() {
             let record = session.current();
             let usable = record
                 .as_deref()
                 .filter(|r| session.state_of(r).is_usable());
-            let contents = render(usable, record.as_deref());
-            if last_written.as_deref() != Some(contents.as_str()) {
-                match write_atomically(&path, &contents) {
+            let api_key = record
+                .as_deref()
+                .map(|r| r.api_key.as_str())
+                .or(settings.api_key.as_deref())
+                .unwrap_or("");
+            let contents = render(api_key, usable);
+            let current = Some((path.clone(), contents));
+            if last_written != current {
+                let contents = current.as_ref().map(|(_, c)| c.as_str()).unwrap_or("");
+                match write_atomically(&path, contents) {
                     Ok(()) => {
                         tracing::info!(path = %path.display(), "env file updated");
-                        last_written = Some(contents);
+                        last_written = current;
                     }
                     Err(e) => tracing::warn!("cannot write hooks.env_file {}: {e}", path.display()),
                 }
             }
         }
-        let mut events = session.events().subscribe();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = token.changed() => if changed.is_err() { return },
             changed = config.changed() => if changed.is_err() { return },
             // Expiry changes no record, but the file must stop offering a dead token.
-            _ = async { while let Ok(e) = events.recv().await {
-                if e.kind.name() == "token_expired" { break }
-            } } => {}
+            event = events.recv() => match event {
+                Ok(event) if event.kind.name() == "token_expired" => {}
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }
 
 /// The dotenv text: the token while usable, empty values otherwise.
-pub fn render(usable: Option<&TokenRecord>, any: Option<&TokenRecord>) -> String {
-    let api_key = any.map(|r| r.api_key.as_str()).unwrap_or("");
+pub fn render(api_key: &str, usable: Option<&TokenRecord>) -> String {
     let (token, expires) = usable
         .map(|r| (r.access_token.expose(), r.expires_at.as_str()))
         .unwrap_or(("", ""));
@@ -84,9 +95,16 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&temp)?;
+        // `mode` applies only to a new file: a temp file left by a crash keeps its own.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
@@ -97,7 +115,6 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn atomic_private_rewrite() {
@@ -115,6 +132,31 @@ mod tests {
             0o600
         );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temp_files_do_not_widen_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kite.env");
+        let temp = dir
+            .path()
+            .join(format!(".kite.env.kited-{}", std::process::id()));
+        std::fs::write(&temp, "stale").unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomically(&path, "KITE_ACCESS_TOKEN=\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn rendering() {
+        assert_eq!(
+            render("kitedtestkey0001", None),
+            "# Written by kited; rewritten on every new token. Do not edit.\n\
+             KITE_API_KEY=kitedtestkey0001\nKITE_ACCESS_TOKEN=\nKITE_TOKEN_EXPIRES_AT=\n"
+        );
     }
 
     #[test]

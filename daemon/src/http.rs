@@ -3,7 +3,6 @@
 
 use crate::page;
 use crate::session::{Session, SessionError};
-use crate::token::TokenRecord;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -158,6 +157,7 @@ async fn dispatch(
         (&Method::GET, "/static/app.js") => page::asset(page::Asset::AppJs),
         (&Method::GET, "/static/app.css") => page::asset(page::Asset::AppCss),
         (&Method::GET, "/static/kite-token-flow.js") => page::asset(page::Asset::FlowJs),
+        (&Method::GET, "/static/icon.svg" | "/favicon.ico") => page::asset(page::Asset::Icon),
         (
             _,
             "/healthz"
@@ -239,7 +239,24 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
 async fn callback(session: &Session, query: &str) -> Response<Body> {
     match session.complete_callback(query).await {
         Ok(record) => {
-            page::callback_page(StatusCode::OK, "Logged in", &logged_in_sentence(&record))
+            let message = format!(
+                "Logged in as {} — you can close this tab.",
+                record.display_name()
+            );
+            let details =
+                vec![
+                format!("The token is valid until {}.", human_time(&record.expires_at)),
+                "kited stored it: programs get it with `kitectl get-token` (no restart needed)."
+                    .to_string(),
+            ];
+            page::callback_page(
+                StatusCode::OK,
+                &page::CallbackOutcome {
+                    title: "Logged in",
+                    message: &message,
+                    details: &details,
+                },
+            )
         }
         Err(e) => {
             tracing::warn!("browser callback failed: {e}");
@@ -249,17 +266,38 @@ async fn callback(session: &Session, query: &str) -> Response<Body> {
                 SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            page::callback_page(status, "Login failed", &e.to_string())
+            let details = vec![
+                "No new token was stored. Start again from the kited page (Log in with Kite), \
+                 or run `kitectl login --open`."
+                    .to_string(),
+            ];
+            page::callback_page(
+                status,
+                &page::CallbackOutcome {
+                    title: "Login failed",
+                    message: &sentence(&e.to_string()),
+                    details: &details,
+                },
+            )
         }
     }
 }
 
-fn logged_in_sentence(record: &TokenRecord) -> String {
-    format!(
-        "Logged in as {} — you can close this tab. The token is valid until {}.",
-        record.display_name(),
-        record.expires_at
-    )
+/// The message with a capital first letter, as the page's headline.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `2026-11-24T06:00:00+05:30` → `06:00 IST on Tue 24 Nov 2026` (the text as is otherwise).
+fn human_time(rfc3339: &str) -> String {
+    match crate::clock::parse_rfc3339(rfc3339) {
+        Some(t) => t.format("%H:%M IST on %a %-d %b %Y").to_string(),
+        None => rfc3339.to_string(),
+    }
 }
 
 fn refresh_info(session: &Session) -> Response<Body> {
@@ -378,9 +416,7 @@ async fn postback(session: &Session, request: Request<Incoming>) -> Response<Bod
 fn error_status(error: &SessionError) -> StatusCode {
     match error {
         SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-        SessionError::Kite(k) if matches!(k, crate::kite::KiteError::Timeout(_)) => {
-            StatusCode::GATEWAY_TIMEOUT
-        }
+        SessionError::Kite(crate::kite::KiteError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
         SessionError::Kite(k) if k.is_transient() => StatusCode::BAD_GATEWAY,
         SessionError::Kite(_) => StatusCode::BAD_REQUEST,
         SessionError::WrongUser { .. } => StatusCode::FORBIDDEN,

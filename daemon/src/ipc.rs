@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 /// Concurrent connections served; more are closed at once. Trading programs open one each;
 /// a thousand is far beyond real use and keeps a runaway client from exhausting descriptors.
 const MAX_CONNECTIONS: usize = 1024;
+/// How long a refused peer gets to send its request before it is told no.
+const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to probe an existing socket file before calling it stale.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -132,6 +134,9 @@ async fn serve_connection(
     let mut connection = Connection::new(stream);
     if peer_uid != Some(my_uid) {
         tracing::warn!(?peer_uid, "refused a socket client of another user");
+        // Let the client finish writing its request first, so it reads this refusal rather
+        // than a broken pipe; nothing it sent is parsed.
+        let _ = tokio::time::timeout(REFUSAL_READ_TIMEOUT, connection.read_line()).await;
         let refusal = Response::error(ErrorKind::BadRequest, "kited serves only its own user");
         let _ = connection.write_line(&refusal.to_line()).await;
         return;

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 #[command(
     name = "kited",
     version,
-    after_help = "Examples:\n  kited                      run the default profile\n  kited --profile prod run   run the `prod` profile\n  kited check-config         show the resolved settings and the callback URL"
+    after_help = "Examples:\n  kited                      run the default profile\n  kited --profile prod run   run the `prod` profile\n  kited check-config         show the resolved settings and the callback URL\n\nAs a systemd user service: systemctl --user enable --now kited (or kited@PROFILE)."
 )]
 struct Cli {
     /// Profile to serve (one Kite app = one profile): picks config, socket and state paths.
@@ -50,11 +50,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon (the default).
+    /// Run the daemon in the foreground (the default); logs go to stderr.
+    #[command(after_help = "\
+Examples:
+  kited run                                     the default profile, as kited.service runs it
+  kited --profile dev --listen 127.0.0.1:8079 run
+  RUST_LOG=debug kited run                      more detail in the log
+
+SIGHUP reloads the config file, SIGTERM stops cleanly. Exit 78 means the configuration is
+invalid (systemd does not restart kited then); fix it and start again.")]
     Run,
-    /// Print the resolved settings and the callback URL to register with Kite; exit 1 on problems.
+    /// Print the resolved settings and the callback URL to register with Kite.
+    #[command(after_help = "\
+Examples:
+  kited check-config
+  kited --profile prod check-config
+
+The api secret is shown as set or missing, never its value. Exit 0 when kited can log in,
+1 when the api key or secret is missing, 78 when the config file is invalid.")]
     CheckConfig,
 }
+
+/// sysexits(3) EX_CONFIG, which systemd shows as `status=78/CONFIG`; the units do not restart on it.
+const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,8 +100,18 @@ fn main() -> ExitCode {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(": ");
-            eprintln!("kited: {message}");
-            ExitCode::FAILURE
+            // Under systemd the line is marked as an error for the journal (`journalctl -p err`).
+            let priority = if daemon::stderr_is_journal() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{priority}kited: {message}");
+            if error.downcast_ref::<config::ConfigError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

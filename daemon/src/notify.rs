@@ -1,10 +1,15 @@
 //! Tells the person: desktop notifications (with a "Log in" action) and `notify.command`.
+//!
+//! Each event is delivered on its own task, so a notification server that never answers (or a
+//! `notify.command` that hangs) holds up nothing else: not the next event, not the socket.
 
 use crate::events::describe;
 use crate::session::Session;
 use kite_proto::{Event, EventKind};
 use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::RecvError;
@@ -13,17 +18,33 @@ use tokio_util::sync::CancellationToken;
 /// How long a D-Bus notification server gets to accept a notification: a wedged bus must not
 /// hold anything up.
 const DBUS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a "Log in" button stays clickable: until well past market open.
+/// How long a "Log in" button stays clickable: until well past market open. A new token ends
+/// the wait earlier (and closes the notification).
 const ACTION_WAIT: Duration = Duration::from_secs(6 * 3600);
-/// How long `notify.command` may run before it is killed.
+/// How long `notify.command` may run before it (and everything it started) is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overrides [`COMMAND_TIMEOUT`] in milliseconds (tests use a short one).
+pub const COMMAND_TIMEOUT_ENV: &str = "KITED_COMMAND_TIMEOUT_MS";
 /// The action key of the "Log in" button.
 const LOGIN_ACTION: &str = "login";
+
+/// [`COMMAND_TIMEOUT`], or `KITED_COMMAND_TIMEOUT_MS` when that is a positive number.
+pub fn command_timeout() -> Duration {
+    timeout_from(std::env::var(COMMAND_TIMEOUT_ENV).ok().as_deref())
+}
+
+fn timeout_from(ms: Option<&str>) -> Duration {
+    ms.and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(COMMAND_TIMEOUT, Duration::from_millis)
+}
 
 /// Delivers every event from the bus until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut events = session.events().subscribe();
-    let mut bus_warned = false;
+    // One warning per outage of the notification service, not one per event.
+    let bus_warned = Arc::new(AtomicBool::new(false));
+    let timeout = command_timeout();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -35,24 +56,19 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
         };
         let config = session.config();
         if !config.notify.command.is_empty() {
-            tokio::spawn(run_command(config.notify.command.clone(), event.clone()));
+            tokio::spawn(run_command(
+                config.notify.command.clone(),
+                event.clone(),
+                timeout,
+            ));
         }
         if config.notify.desktop && wants_desktop(&event.kind) {
-            match show_desktop(&event).await {
-                Ok(handle) => {
-                    bus_warned = false;
-                    if offers_login(&event.kind) {
-                        tokio::spawn(await_login_click(handle, session.clone(), shutdown.clone()));
-                    }
-                }
-                Err(message) if !bus_warned => {
-                    bus_warned = true;
-                    tracing::warn!(
-                        "desktop notifications unavailable ({message}); carrying on without them"
-                    );
-                }
-                Err(_) => {}
-            }
+            tokio::spawn(deliver_desktop(
+                event,
+                session.clone(),
+                shutdown.clone(),
+                bus_warned.clone(),
+            ));
         }
     }
 }
@@ -71,16 +87,48 @@ fn offers_login(kind: &EventKind) -> bool {
     )
 }
 
+/// Shows `event` on the desktop and, where it offers one, serves its "Log in" button.
+async fn deliver_desktop(
+    event: Event,
+    session: Session,
+    shutdown: CancellationToken,
+    bus_warned: Arc<AtomicBool>,
+) {
+    let shown = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        shown = show_desktop(&event) => shown,
+    };
+    match shown {
+        Ok(handle) => {
+            if bus_warned.swap(false, Ordering::Relaxed) {
+                tracing::info!("desktop notifications work again");
+            }
+            if offers_login(&event.kind) {
+                await_login_click(handle, session, shutdown).await;
+            }
+        }
+        Err(message) => {
+            if !bus_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "desktop notifications unavailable ({message}); carrying on without them"
+                );
+            } else {
+                tracing::debug!("desktop notification not shown: {message}");
+            }
+        }
+    }
+}
+
 async fn show_desktop(event: &Event) -> Result<notify_rust::NotificationHandle, String> {
     let mut notification = Notification::new();
     notification
         .appname("kited")
-        .summary(&describe(&event.kind))
+        .summary(&describe(event))
         .icon("dialog-password");
     match &event.kind {
         EventKind::TokenNew { .. } => {
             notification
-                .body("Programs can run `kitectl get-token`.")
+                .body("Programs can now get it with `kitectl get-token`.")
                 .timeout(Timeout::Default);
         }
         kind => {
@@ -104,7 +152,8 @@ async fn show_desktop(event: &Event) -> Result<notify_rust::NotificationHandle, 
     }
 }
 
-/// Waits for the "Log in" button and opens a fresh login URL.
+/// Waits for the "Log in" button and opens a fresh login URL. Gives up (and closes the
+/// notification) when a usable token arrives meanwhile: the button is not needed any more.
 async fn await_login_click(
     handle: notify_rust::NotificationHandle,
     session: Session,
@@ -118,9 +167,29 @@ async fn await_login_click(
             _ => false,
         };
     });
+    let mut tokens = session.watch_token();
+    tokens.borrow_and_update();
+    let superseded = async {
+        loop {
+            if tokens.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            let usable = tokens
+                .borrow_and_update()
+                .as_deref()
+                .is_some_and(|t| session.state_of(t).is_usable());
+            if usable {
+                return;
+            }
+        }
+    };
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = tokio::time::sleep(ACTION_WAIT) => return,
+        _ = superseded => {
+            let _ = tokio::time::timeout(DBUS_TIMEOUT, handle.close_async()).await;
+            return;
+        }
         _ = wait => {}
     }
     if clicked {
@@ -152,15 +221,16 @@ pub async fn open_login(session: &Session) {
     match spawned {
         Ok(mut child) => {
             tracing::info!("opened the Kite login page with {program}");
-            let _ = tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await;
+            // A browser may stay in the foreground of its launcher; leave it running.
+            let _ = tokio::time::timeout(command_timeout(), child.wait()).await;
         }
         Err(e) => tracing::warn!("cannot run {program} to open the login page: {e}"),
     }
 }
 
-/// Runs `notify.command` with the event as JSON on stdin and `KITED_EVENT` set; kills it after
-/// [`COMMAND_TIMEOUT`].
-pub async fn run_command(argv: Vec<String>, event: Event) {
+/// Runs `notify.command` with the event as JSON on stdin and `KITED_EVENT` set, in a process
+/// group of its own; after `timeout` the whole group is killed (a script's children too).
+pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
     let Some((program, args)) = argv.split_first() else {
         return;
     };
@@ -171,6 +241,7 @@ pub async fn run_command(argv: Vec<String>, event: Event) {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     let mut child = match child {
@@ -180,11 +251,13 @@ pub async fn run_command(argv: Vec<String>, event: Event) {
             return;
         }
     };
+    let deadline = tokio::time::Instant::now() + timeout;
     if let Some(mut stdin) = child.stdin.take() {
         let line = event.to_line();
-        let _ = tokio::time::timeout(COMMAND_TIMEOUT, stdin.write_all(line.as_bytes())).await;
+        // A command that exits without reading its input is fine (EPIPE is ignored).
+        let _ = tokio::time::timeout_at(deadline, stdin.write_all(line.as_bytes())).await;
     }
-    match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+    match tokio::time::timeout_at(deadline, child.wait()).await {
         Ok(Ok(status)) if !status.success() => {
             tracing::warn!(
                 "notify.command {program} exited with {status} for {}",
@@ -193,8 +266,73 @@ pub async fn run_command(argv: Vec<String>, event: Event) {
         }
         Ok(_) => {}
         Err(_) => {
-            tracing::warn!("notify.command {program} ran over {COMMAND_TIMEOUT:?}; killed it");
+            tracing::warn!("notify.command {program} ran over {timeout:?}; killed it");
+            if let Some(pid) = child
+                .id()
+                .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
             let _ = child.kill().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_timeout_from_env() {
+        assert_eq!(timeout_from(None), COMMAND_TIMEOUT);
+        assert_eq!(timeout_from(Some("250")), Duration::from_millis(250));
+        assert_eq!(timeout_from(Some("0")), COMMAND_TIMEOUT);
+        assert_eq!(timeout_from(Some("soon")), COMMAND_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn hanging_commands_are_killed_with_their_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 600 & echo $! > {0}; echo $$ >> {0}; wait",
+            pids.display()
+        );
+        let event = Event {
+            kind: EventKind::LoginRequired { login_url: None },
+            at: "2026-11-23T08:45:00+05:30".into(),
+        };
+        let started = std::time::Instant::now();
+        run_command(
+            vec!["sh".into(), "-c".into(), script],
+            event,
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let text = std::fs::read_to_string(&pids).unwrap();
+        for pid in text.split_whitespace() {
+            let pid: i32 = pid.parse().unwrap();
+            // Killed processes may linger as zombies until reaped; a zombie is dead.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+                let dead = match status {
+                    Err(_) => true,
+                    Ok(stat) => stat
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+                };
+                if dead {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "process {pid} survived"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }

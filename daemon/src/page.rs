@@ -16,6 +16,7 @@ pub enum Asset {
     AppJs,
     AppCss,
     FlowJs,
+    Icon,
 }
 
 impl Asset {
@@ -34,6 +35,7 @@ impl Asset {
                 include_str!("../assets/kite-token-flow.js"),
                 "text/javascript; charset=utf-8",
             ),
+            Asset::Icon => (include_str!("../assets/icon.svg"), "image/svg+xml"),
         }
     }
 }
@@ -71,19 +73,18 @@ fn secure_html(response: &mut Response<Full<Bytes>>) {
     );
 }
 
-/// The page the browser lands on after Kite's redirect. Never shows the token.
-pub fn callback_page(status: StatusCode, title: &str, message: &str) -> Response<Full<Bytes>> {
-    let class = if status.is_success() { "ok" } else { "fail" };
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>kited: {title}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
-         <body><main class=\"callback {class}\"><h1 id=\"callback-title\">{title}</h1>\
-         <p id=\"callback-message\">{message}</p><p><a id=\"back\" href=\"/\">Back to kited</a></p>\
-         </main></body></html>\n",
-        title = escape(title),
-        message = escape(message),
-    );
+/// What the callback page says: a title, the outcome, and what to do next.
+pub struct CallbackOutcome<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    /// Secondary lines (when the token expires, what programs do now, how to retry).
+    pub details: &'a [String],
+}
+
+/// The page the browser lands on after Kite's redirect. Never shows the token. Styled by
+/// `/static/app.css` (no inline style or script, so the CSP stays strict).
+pub fn callback_page(status: StatusCode, outcome: &CallbackOutcome<'_>) -> Response<Full<Bytes>> {
+    let html = callback_html(status.is_success(), outcome);
     let mut response = Response::new(Full::new(Bytes::from(html)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -94,6 +95,49 @@ pub fn callback_page(status: StatusCode, title: &str, message: &str) -> Response
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     secure_html(&mut response);
     response
+}
+
+fn callback_html(ok: bool, outcome: &CallbackOutcome<'_>) -> String {
+    let class = if ok { "ok" } else { "fail" };
+    let details: String = outcome
+        .details
+        .iter()
+        .map(|line| format!("<p class=\"detail\">{}</p>", rich(line)))
+        .collect();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>kited: {title}</title>\
+         <link rel=\"icon\" href=\"/static/icon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+         <body class=\"callback-body\"><header class=\"top\"><h1>kited \
+         <span class=\"sub\">Kite Connect access token</span></h1></header>\
+         <main><section class=\"card callback {class}\" role=\"{role}\">\
+         <h2 id=\"callback-title\"><span class=\"mark\" aria-hidden=\"true\">{mark}</span> {title}</h2>\
+         <p id=\"callback-message\" class=\"message\">{message}</p>{details}\
+         <p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/\">Back to kited</a></p>\
+         </section></main></body></html>\n",
+        title = escape(outcome.title),
+        message = rich(outcome.message),
+        role = if ok { "status" } else { "alert" },
+        mark = if ok { "✓" } else { "!" },
+    )
+}
+
+/// Escaped text in which `backticked` parts become `<code>` (commands in messages).
+fn rich(text: &str) -> String {
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 && !part.is_empty() {
+                format!("<code>{}</code>", escape(part))
+            } else {
+                escape(part)
+            }
+        })
+        .collect()
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -115,6 +159,28 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_page_escapes_everything() {
+        let details = vec!["<b>detail</b>".to_string()];
+        let html = callback_html(
+            false,
+            &CallbackOutcome {
+                title: "<i>t</i>",
+                message: "<script>alert(1)</script>",
+                details: &details,
+            },
+        );
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<b>detail"), "{html}");
+        assert!(!html.contains("<i>t"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert_eq!(
+            rich("run `kitectl <x>` now"),
+            "run <code>kitectl &lt;x&gt;</code> now"
+        );
+        assert_eq!(rich("`<b>`"), "<code>&lt;b&gt;</code>");
+    }
 
     #[test]
     fn escapes_markup() {

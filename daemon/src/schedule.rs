@@ -10,7 +10,7 @@ use crate::config::Expiry;
 use crate::session::Session;
 use crate::token::TokenRecord;
 use chrono::{DateTime, Datelike, Utc, Weekday};
-use kite_proto::EventKind;
+use kite_proto::{EventKind, TokenState};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,8 @@ pub struct Done {
     expired: bool,
     last_verify: Option<DateTime<Utc>>,
     next_renew: Option<DateTime<Utc>>,
+    /// Kite refused the refresh token: no more renewals for this token.
+    renew_refused: bool,
     last_remind: Option<DateTime<Utc>>,
 }
 
@@ -95,23 +97,22 @@ pub fn plan(
             let renewable = token.refresh_token.is_some();
             if now < expires_at {
                 if !renewable {
-                    // Only the latest warning whose time has come is sent: after a suspend,
-                    // one message, not three.
-                    let windows = &expiry.warn_before;
-                    let mut latest_due = None;
-                    for window in windows {
+                    // Only the narrowest warning whose time has come is sent: after a suspend,
+                    // one message, not three (acting on it marks the wider ones done too).
+                    let mut narrowest_due: Option<u64> = None;
+                    for window in &expiry.warn_before {
                         let secs = window.as_secs();
-                        let when = expires_at - chrono::Duration::seconds(secs as i64);
                         if done.warned.contains(&secs) {
                             continue;
                         }
+                        let when = expires_at - chrono::Duration::seconds(secs as i64);
                         if when <= now {
-                            latest_due = Some(secs);
+                            narrowest_due = Some(narrowest_due.map_or(secs, |n| n.min(secs)));
                         } else {
                             at(when, Action::Warn { window_secs: secs }, &mut due);
                         }
                     }
-                    if let Some(secs) = latest_due {
+                    if let Some(secs) = narrowest_due {
                         due.push(Action::Warn { window_secs: secs });
                     }
                 }
@@ -120,13 +121,13 @@ pub fn plan(
                 });
                 at(verify_at.min(expires_at), Action::Verify, &mut due);
             }
-            if renewable {
+            if renewable && !done.renew_refused {
                 at(
                     done.next_renew.unwrap_or(expires_at),
                     Action::Renew,
                     &mut due,
                 );
-            } else if !done.expired {
+            } else if !done.expired && !renewable {
                 at(expires_at, Action::Expire, &mut due);
             }
         }
@@ -172,6 +173,10 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token_changes = session.watch_token();
     let mut config_changes = session.watch_config();
     let mut done = Done::default();
+    // A token read from disk at start is checked with Kite at once: it may have been killed
+    // (a login elsewhere, a master logout) while kited was not running.
+    done.follow(session.current().as_deref(), session.now());
+    done.last_verify = None;
     let mut reminder_from = session.now();
     loop {
         let now = session.now();
@@ -180,15 +185,16 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
         done.follow(token.as_deref(), now);
         let reminder_next = next_reminder(&config.expiry.reminder, reminder_from);
         let plan = plan(now, token.as_deref(), &config.expiry, &done, reminder_next);
-        for action in plan.due {
-            act(&session, &action, token.as_deref(), &mut done, now).await;
-            if action == Action::Remind {
-                reminder_from = now;
+        if !plan.due.is_empty() {
+            for action in plan.due {
+                act(&session, &action, token.as_deref(), &mut done, now).await;
+                if action == Action::Remind {
+                    reminder_from = now;
+                }
             }
-        }
-        if session.current().map(|t| t.access_token.hint())
-            != token.as_ref().map(|t| t.access_token.hint())
-        {
+            // Acting moved the goal posts (the next verify, a retry, a new token): plan again
+            // rather than sleep on a plan made before. Every action marks itself done, so the
+            // next plan has nothing due at once.
             continue;
         }
         // The alarm works in real wall time; the session's clock may be offset (tests).
@@ -229,7 +235,17 @@ async fn act(
 ) {
     match action {
         Action::Warn { window_secs } => {
-            done.warned.insert(*window_secs);
+            // The wider windows have passed too: they must not fire after this one.
+            let passed = session
+                .config()
+                .expiry
+                .warn_before
+                .iter()
+                .map(Duration::as_secs)
+                .filter(|secs| secs >= window_secs)
+                .chain(std::iter::once(*window_secs))
+                .collect::<Vec<_>>();
+            done.warned.extend(passed);
             if let Some(token) = token {
                 let left = clock::parse_rfc3339(&token.expires_at)
                     .map(|e| clock::seconds_left(now, e))
@@ -248,22 +264,13 @@ async fn act(
                 });
             }
         }
-        Action::Renew => match session.renew().await {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!("renewing with the refresh token failed: {e}");
-                done.next_renew =
-                    Some(now + chrono::Duration::from_std(RETRY_AFTER).unwrap_or_default());
-                if !done.expired
-                    && token.is_some_and(|t| session.state_of(t) == kite_proto::TokenState::Expired)
-                {
-                    done.expired = true;
-                    session.events().emit(EventKind::TokenExpired {
-                        expires_at: token.map(|t| t.expires_at.clone()).unwrap_or_default(),
-                    });
-                }
-            }
-        },
+        Action::Renew => {
+            // Whatever happens, not again before the retry time: a success brings a new token
+            // (and a fresh `Done`), a failure or nothing to renew with must not spin.
+            done.next_renew =
+                Some(now + chrono::Duration::from_std(RETRY_AFTER).unwrap_or_default());
+            renew(session, token, done).await
+        }
         Action::Verify => {
             done.last_verify = Some(now);
             if let Err(e) = session.verify().await {
@@ -290,6 +297,28 @@ async fn act(
                     .emit(EventKind::LoginRequired { login_url });
             }
         }
+    }
+}
+
+/// Renews at the cutoff. A transient failure is retried after [`RETRY_AFTER`]; a refusal (the
+/// refresh token is dead) is not retried, and the person is told the token expired.
+async fn renew(session: &Session, token: Option<&TokenRecord>, done: &mut Done) {
+    let error = match session.renew().await {
+        Ok(Some(_)) => return,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("renewing with the refresh token failed: {e}");
+            Some(e)
+        }
+    };
+    if error.is_none_or(|e| e.kind() != kite_proto::ErrorKind::KiteUnavailable) {
+        done.renew_refused = true;
+    }
+    if !done.expired && token.is_some_and(|t| session.state_of(t) == TokenState::Expired) {
+        done.expired = true;
+        session.events().emit(EventKind::TokenExpired {
+            expires_at: token.map(|t| t.expires_at.clone()).unwrap_or_default(),
+        });
     }
 }
 
@@ -360,6 +389,29 @@ mod tests {
             None,
         );
         assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
+        // Acting on it marks the wider window done too: no second message after the suspend.
+        fresh.warned.extend([900, 3600]);
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &expiry(),
+            &fresh,
+            None,
+        );
+        assert!(p.due.is_empty(), "{p:?}");
+        // The narrowest due window wins whatever order the windows are listed in.
+        let mut unsorted = expiry();
+        unsorted.warn_before.reverse();
+        let mut fresh = Done::default();
+        fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &unsorted,
+            &fresh,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
         // At 06:00 the expiry.
         let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
         assert_eq!(p.due, vec![Action::Expire]);
@@ -405,6 +457,39 @@ mod tests {
         assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
         let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
         assert_eq!(p.due, vec![Action::Renew]);
+        // After a failed attempt, the retry time; after a refusal, nothing more.
+        done.next_renew = Some(utc("2026-11-24 06:01:00"));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 06:01:00")));
+        done.renew_refused = true;
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn verify_repeats_and_stops_at_expiry() {
+        let t = token("2026-11-24T06:00:00+05:30");
+        let mut e = expiry();
+        e.verify_every = Duration::from_secs(1);
+        let mut done = Done::default();
+        done.follow(Some(&t), utc("2026-11-23 09:00:00"));
+        let p = plan(utc("2026-11-23 09:00:00"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-23 09:00:01")));
+        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        assert_eq!(p.due, vec![Action::Verify]);
+        done.last_verify = Some(utc("2026-11-23 09:00:01"));
+        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-23 09:00:02")));
+        // A token read at start has no last check: it is verified at once.
+        done.last_verify = None;
+        let p = plan(utc("2026-11-23 10:00:00"), Some(&t), &e, &done, None);
+        assert_eq!(p.due, vec![Action::Verify]);
     }
 
     #[test]

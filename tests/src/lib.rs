@@ -4,6 +4,7 @@
 pub mod harness;
 pub mod http_client;
 pub mod sim;
+pub mod webdriver;
 
 pub use harness::{bin, follow_browser_login, Daemon, DaemonBuilder};
 pub use sim::{Call, Fault, Sim, SimConfig};

@@ -441,6 +441,75 @@ fn browser_login_then_get_token_and_status() {
     assert!(!ping.trim().is_empty(), "{ping:?}");
 }
 
+/// `expires_at` is the first 06:00 IST strictly after Kite's `login_time`, whatever the wall clock
+/// says; a login already past its cutoff is stored and reported `expired`, not refused.
+#[test]
+fn expiry_is_the_next_cutoff_after_login_time() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    for (login_time, expected_login, expected_expiry) in [
+        (
+            "2026-11-20 05:59:59",
+            "2026-11-20T05:59:59+05:30",
+            "2026-11-20T06:00:00+05:30",
+        ),
+        (
+            "2026-11-20 06:00:00",
+            "2026-11-20T06:00:00+05:30",
+            "2026-11-21T06:00:00+05:30",
+        ),
+        (
+            "2026-11-20 06:00:01",
+            "2026-11-20T06:00:01+05:30",
+            "2026-11-21T06:00:00+05:30",
+        ),
+        (
+            "2025-12-31 23:59:00",
+            "2025-12-31T23:59:00+05:30",
+            "2026-01-01T06:00:00+05:30",
+        ),
+    ] {
+        sim.set_login_time(Some(login_time.into()));
+        ctl_ok(&daemon, &["exchange", &sim.issue_request_token()]);
+        let status = status_json(&daemon);
+        assert_eq!(
+            rfc3339(&status["login_time"]),
+            DateTime::parse_from_rfc3339(expected_login).unwrap(),
+            "{login_time}: {status}"
+        );
+        assert_eq!(
+            status["expires_at"],
+            json!(expected_expiry),
+            "{login_time}: {status}"
+        );
+        assert_eq!(status["state"], json!("expired"), "{login_time}: {status}");
+        assert_eq!(
+            status["needs_refresh"],
+            json!(true),
+            "{login_time}: {status}"
+        );
+        ctl_fails(&daemon, &["get-token"], 4);
+    }
+
+    // Before the cutoff on the same day (the daemon's clock set to 03:00 IST): valid until 06:00.
+    let sim = self::sim();
+    let daemon = Daemon::builder(&sim)
+        .env("KITED_FAKE_NOW", "2026-11-23T03:00:00+05:30")
+        .start();
+    sim.set_login_time(Some("2026-11-23 02:59:30".into()));
+    let token = headless_exchange(&daemon, &sim.issue_request_token());
+    let status = status_json(&daemon);
+    assert_eq!(
+        status["expires_at"],
+        json!("2026-11-23T06:00:00+05:30"),
+        "{status}"
+    );
+    assert_eq!(status["state"], json!("valid"), "{status}");
+    let left = status["seconds_left"].as_i64().unwrap();
+    assert!((3 * 3600 - 120..=3 * 3600).contains(&left), "{status}");
+    assert_eq!(get_token(&daemon), token);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. The exchange on the wire: form POST, X-Kite-Version 3, checksum
 // ---------------------------------------------------------------------------------------------
@@ -1069,15 +1138,21 @@ fn peers_of_another_uid_are_refused() {
     let sim = sim();
     let daemon = Daemon::start(&sim);
     headless_exchange(&daemon, &sim.issue_request_token());
-    // Open the file permissions so only the daemon's own uid check stands in the way.
-    let mut dir = daemon.socket_path().parent().unwrap().to_path_buf();
+    // Open the file permissions so only the daemon's own uid check stands in the way: the
+    // socket, and the directories from it up to the daemon's temp dir (nothing above that).
     std::fs::set_permissions(daemon.socket_path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    loop {
-        let m = mode(&dir);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m | 0o711)).unwrap();
-        if dir == Path::new("/tmp") || !dir.pop() {
-            break;
+    for dir in daemon.socket_path().ancestors().skip(1) {
+        if !dir.starts_with(daemon.dir()) {
+            if mode(dir) & 0o001 == 0 {
+                eprintln!(
+                    "skipped: {} is not searchable by other users",
+                    dir.display()
+                );
+                return;
+            }
+            continue;
         }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode(dir) | 0o711)).unwrap();
     }
     use std::os::unix::process::CommandExt;
     let out = daemon
@@ -1097,7 +1172,13 @@ fn peers_of_another_uid_are_refused() {
         !line.contains("permission denied"),
         "the file modes, not kited's uid check, refused the client: {line}"
     );
-    eprintln!("refusal seen by another uid: {line}");
+    // The person must learn why: kited refused them as another user. Not "lost the
+    // connection: Broken pipe" (exit 3, as if kited were down), which is what they see when
+    // kited hangs up before kitectl has written its request.
+    assert!(
+        line.contains("user"),
+        "the refusal should say kited serves only its own user: {line}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,810 @@
+//! kited as a systemd service: this test plays systemd's part (a `NOTIFY_SOCKET` datagram
+//! socket, `CREDENTIALS_DIRECTORY`, `JOURNAL_STREAM`, `WATCHDOG_USEC`, SIGHUP and SIGTERM) against
+//! the real binaries, and checks the unit files agree with what kited and kitectl expect.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kite_tests::harness::{bin, eventually};
+use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
+use rustix::process::Signal;
+use serde_json::{json, Value};
+
+/// How long any one datagram from kited may take to arrive.
+const NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The datagram socket systemd listens on (`NOTIFY_SOCKET`), with the messages received so far.
+struct NotifySocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    socket: UnixDatagram,
+    received: Vec<String>,
+}
+
+impl NotifySocket {
+    fn new() -> NotifySocket {
+        let dir = tempfile::Builder::new()
+            .prefix("kited-notify-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).expect("cannot bind the notify socket");
+        NotifySocket {
+            _dir: dir,
+            path,
+            socket,
+            received: Vec::new(),
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// The next datagram within `timeout`, if any.
+    fn recv(&mut self, timeout: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        self.received.push(message.clone());
+        Some(message)
+    }
+
+    /// Reads datagrams until one carries the assignment `line` (e.g. `READY=1`); returns that
+    /// datagram. Panics with everything received (and the daemon log) after [`NOTIFY_DEADLINE`].
+    fn wait_for(&mut self, line: &str, log: impl Fn() -> String) -> String {
+        let deadline = Instant::now() + NOTIFY_DEADLINE;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some(message) if message.lines().any(|l| l == line) => return message,
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        panic!(
+            "no {line} within {NOTIFY_DEADLINE:?}; received {:?}; log:\n{}",
+            self.received,
+            log()
+        );
+    }
+
+    /// Datagrams arriving within `window`.
+    fn drain(&mut self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left.max(Duration::from_millis(1))) {
+                Some(message) => out.push(message),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+fn sim() -> Sim {
+    Sim::start(SimConfig::default())
+}
+
+/// No desktop (there is no session bus here) and nothing else surprising.
+const QUIET: &str = "[notify]\ndesktop = false\n";
+
+fn ok(output: &Output) -> bool {
+    output.status.success()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Logs in through the browser flow (sim login page → kited's /auth/callback); returns the token.
+fn browser_login(daemon: &Daemon) -> String {
+    let answer = daemon.request(&json!({"op": "login_url"}));
+    assert_eq!(answer["ok"], true, "login_url: {answer}");
+    let login_url = answer["login_url"].as_str().unwrap();
+    let (status, body) = follow_browser_login(daemon, login_url);
+    assert_eq!(status, 200, "callback page: {body}\nlog:\n{}", daemon.log());
+    let token = daemon.request(&json!({"op": "get_token"}));
+    assert_eq!(token["ok"], true, "get_token after login: {token}");
+    token["access_token"].as_str().unwrap().to_string()
+}
+
+fn status(daemon: &Daemon) -> Value {
+    let answer = daemon.request(&json!({"op": "status"}));
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["status"].clone()
+}
+
+/// `GET /api/token/status` with an `Origin`; returns the Access-Control-Allow-Origin it got.
+fn cors_for(daemon: &Daemon, origin: &str) -> Option<String> {
+    let reply = daemon.http("GET", "/api/token/status", &[("Origin", origin)], b"");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply
+        .header("access-control-allow-origin")
+        .map(str::to_string)
+}
+
+/// The daemon's own log lines (the harness's `--- harness:` lines left out).
+fn daemon_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| !l.starts_with("--- harness"))
+        .collect()
+}
+
+#[test]
+fn ready_only_once_socket_and_http_answer_then_clean_stop_on_sigterm() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("NOTIFY_SOCKET", notify.path())
+        .spawn();
+
+    let ready = notify.wait_for("READY=1", || daemon.log());
+    // At this very moment both front ends must already answer: systemd lets `systemctl start`
+    // return and ordered units start on READY=1.
+    let ping = daemon.request(&json!({"op": "ping"}));
+    assert_eq!(ping["ok"], true, "ping right after READY=1: {ping}");
+    let (code, _, body) = daemon.http_get("/healthz");
+    assert_eq!(code, 200, "/healthz right after READY=1: {body}");
+    let out = daemon.ctl(&["ping"]);
+    assert!(
+        ok(&out),
+        "kitectl ping after READY=1: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        ready.lines().any(|l| l.starts_with("STATUS=profile ")),
+        "READY=1 comes with a STATUS= line: {ready:?}"
+    );
+    assert!(
+        notify
+            .received
+            .iter()
+            .filter(|m| m.contains("READY=1"))
+            .count()
+            == 1,
+        "READY=1 once: {:?}",
+        notify.received
+    );
+
+    assert!(daemon.socket_path().exists());
+    daemon.signal(Signal::TERM);
+    notify.wait_for("STOPPING=1", || daemon.log());
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("kited did not exit after SIGTERM; log:\n{}", daemon.log()));
+    assert!(
+        exit.success(),
+        "exit after SIGTERM: {exit}; log:\n{}",
+        daemon.log()
+    );
+    assert!(
+        !daemon.socket_path().exists(),
+        "socket file left behind after SIGTERM"
+    );
+}
+
+#[test]
+fn status_line_follows_the_token() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("NOTIFY_SOCKET", notify.path())
+        .start();
+    let ready = notify.wait_for("READY=1", || daemon.log());
+    assert!(ready.contains("login required"), "{ready:?}");
+    let token = browser_login(&daemon);
+    let deadline = Instant::now() + NOTIFY_DEADLINE;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Some(message) = notify.recv(left) else {
+            break;
+        };
+        if message.contains("AB1234 until ") {
+            assert!(!message.contains(&token), "token in STATUS=: {message:?}");
+            return;
+        }
+        seen.push(message);
+    }
+    panic!("no STATUS= naming the logged-in user; got {seen:?}");
+}
+
+#[test]
+fn api_secret_from_credentials_directory() {
+    let sim = sim();
+    let creds = tempfile::tempdir().unwrap();
+    let secret_file = creds.path().join("kite-api-secret");
+    // What LoadCredential= copies: the file as it is, trailing newline included.
+    fs::write(&secret_file, format!("{}\n", sim.api_secret())).unwrap();
+    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o400)).unwrap();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .no_api_secret()
+        .env_remove("KITE_API_SECRET")
+        .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
+        .start();
+    assert_eq!(status(&daemon)["configured"], true);
+    let token = browser_login(&daemon);
+    assert!(sim.valid_access_tokens().contains(&token));
+    daemon.terminate();
+    let log = daemon.log();
+    assert!(
+        !log.contains(&sim.api_secret()),
+        "secret in the log:\n{log}"
+    );
+    assert!(!log.contains(&token), "token in the log:\n{log}");
+}
+
+#[test]
+fn wrong_credential_secret_fails_the_login() {
+    // The sim checks the checksum, so the login above proves the credential was used.
+    let sim = sim();
+    let creds = tempfile::tempdir().unwrap();
+    fs::write(creds.path().join("kite-api-secret"), "not-the-secret\n").unwrap();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .no_api_secret()
+        .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
+        .start();
+    let answer = daemon.request(&json!({"op": "login_url"}));
+    let (status_code, body) = follow_browser_login(&daemon, answer["login_url"].as_str().unwrap());
+    assert_ne!(status_code, 200, "a wrong secret must not log in: {body}");
+    let token = daemon.request(&json!({"op": "get_token"}));
+    assert_eq!(token["ok"], false, "{token}");
+    assert!(sim.valid_access_tokens().is_empty());
+}
+
+#[test]
+fn sighup_reloads_origins_and_warn_windows_keeping_token_and_socket() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let config = |origin: &str, warn: &str| {
+        format!(
+            "{QUIET}[http]\nallowed_origins = [\"{origin}\"]\n[expiry]\nwarn_before = [\"{warn}\"]\n"
+        )
+    };
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(&config("http://a.example", "1m"))
+        .env("NOTIFY_SOCKET", notify.path())
+        .start();
+    notify.wait_for("READY=1", || daemon.log());
+    let pid = daemon.pid();
+    let token = browser_login(&daemon);
+    assert_eq!(status(&daemon)["state"], "valid");
+    assert_eq!(
+        cors_for(&daemon, "http://a.example").as_deref(),
+        Some("http://a.example")
+    );
+    assert_eq!(cors_for(&daemon, "http://b.example"), None);
+
+    // A good config: new origin and a warn window wider than any token's life.
+    daemon.write_config(&config("http://b.example", "48h"));
+    daemon.signal(Signal::HUP);
+    notify.wait_for("RELOADING=1", || daemon.log());
+    let done = notify.wait_for("READY=1", || daemon.log());
+    assert!(!done.contains("reload failed"), "{done:?}");
+    assert_eq!(
+        cors_for(&daemon, "http://b.example").as_deref(),
+        Some("http://b.example"),
+        "the new origin gets CORS headers without a restart"
+    );
+    assert_eq!(cors_for(&daemon, "http://a.example"), None);
+    assert_eq!(status(&daemon)["state"], "expiring", "warn_before reloaded");
+    let again = daemon.request(&json!({"op": "get_token"}));
+    assert_eq!(again["access_token"], token.as_str(), "token kept: {again}");
+    assert!(daemon.socket_path().exists());
+    assert!(daemon.is_running());
+    assert_eq!(daemon.pid(), pid);
+
+    // A broken config: reported, the old one kept, the daemon alive.
+    let log_before = daemon.log().len();
+    daemon.write_config("[expiry]\nwarn_before = \"soon\"\n");
+    daemon.signal(Signal::HUP);
+    notify.wait_for("RELOADING=1", || daemon.log());
+    let done = notify.wait_for("READY=1", || daemon.log());
+    assert!(done.contains("reload failed"), "{done:?}");
+    let log = daemon.log();
+    let new_lines = &log[log_before..];
+    let config_path = daemon.config_path().unwrap().display().to_string();
+    assert!(
+        new_lines
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains(&config_path)),
+        "an error naming {config_path}:\n{new_lines}"
+    );
+    assert!(daemon.is_running());
+    assert_eq!(
+        cors_for(&daemon, "http://b.example").as_deref(),
+        Some("http://b.example"),
+        "old config kept"
+    );
+    assert_eq!(status(&daemon)["state"], "expiring");
+    let again = daemon.request(&json!({"op": "get_token"}));
+    assert_eq!(again["access_token"], token.as_str());
+    assert!(ok(&daemon.ctl(&["ping"])));
+}
+
+#[test]
+fn broken_config_at_start_exits_78_with_one_line() {
+    let sim = sim();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml("[expiry]\ncutof = \"06:00\"\n")
+        .spawn();
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("kited should refuse a broken config");
+    assert_eq!(exit.code(), Some(78), "EX_CONFIG; log:\n{}", daemon.log());
+    let log = daemon.log();
+    let lines = daemon_lines(&log);
+    assert_eq!(lines.len(), 1, "one line:\n{log}");
+    let path = daemon.config_path().unwrap().display().to_string();
+    assert!(
+        lines[0].contains(&path) && lines[0].contains("cutof"),
+        "{log}"
+    );
+}
+
+/// `kited ARGS` with a clean environment rooted at `home` (XDG dirs below it).
+fn kited_in(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin("kited"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .envs(envs.iter().copied())
+        .args(args)
+        .stdin(Stdio::null());
+    cmd.output().expect("cannot run kited")
+}
+
+fn rows(stdout: &str) -> HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(char::is_whitespace)?;
+            Some((key.to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn check_config_shows_where_the_secret_comes_from_never_the_value() {
+    const SECRET: &str = "check-config-secret-5f2e9a";
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let config_dir = home.join("config/kited");
+    fs::create_dir_all(&config_dir).unwrap();
+    fs::write(
+        config_dir.join("default.toml"),
+        "[http]\nlisten = \"127.0.0.1:8179\"\n",
+    )
+    .unwrap();
+    let never_shows_secret = |out: &Output| {
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!all.contains(SECRET), "the secret leaked:\n{all}");
+    };
+
+    // From the environment.
+    let out = kited_in(
+        home,
+        &["check-config"],
+        &[("KITE_API_KEY", "key1"), ("KITE_API_SECRET", SECRET)],
+    );
+    never_shows_secret(&out);
+    assert!(ok(&out), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let table = rows(&stdout);
+    assert!(table["kite.api_secret"].starts_with("set"), "{stdout}");
+    assert_eq!(table["kite.api_key"], "key1");
+    assert!(
+        stdout.contains("http://127.0.0.1:8179/auth/callback"),
+        "callback URL to register:\n{stdout}"
+    );
+
+    // From systemd's credential directory (trailing newline and all).
+    let creds = home.join("creds");
+    fs::create_dir_all(&creds).unwrap();
+    fs::write(creds.join("kite-api-secret"), format!("{SECRET}\n")).unwrap();
+    let out = kited_in(
+        home,
+        &["check-config"],
+        &[
+            ("KITE_API_KEY", "key1"),
+            ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+        ],
+    );
+    never_shows_secret(&out);
+    assert!(ok(&out), "{}", text(&out.stderr));
+    assert!(
+        rows(&text(&out.stdout))["kite.api_secret"].contains("credential"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Not configured: exit 1, one stderr line, the secret shown as missing.
+    let out = kited_in(home, &["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(rows(&text(&out.stdout))["kite.api_secret"], "missing");
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The file the systemd unit loads with LoadCredential= counts, and a loose mode is flagged.
+    let unit_secret = config_dir.join("default.api-secret");
+    fs::write(&unit_secret, format!("{SECRET}\n")).unwrap();
+    fs::set_permissions(&unit_secret, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = kited_in(home, &["check-config"], &[("KITE_API_KEY", "key1")]);
+    never_shows_secret(&out);
+    assert!(ok(&out), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        rows(&stdout)["kite.api_secret"].contains("LoadCredential"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("chmod 600"), "{stdout}");
+
+    // A broken file: exit 78, nothing on stdout, one stderr line naming the file.
+    let path = config_dir.join("default.toml");
+    fs::write(&path, "[http]\nlisten = 8079\n").unwrap();
+    let out = kited_in(home, &["check-config"], &[("KITE_API_SECRET", SECRET)]);
+    never_shows_secret(&out);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+fn rust_log_is_respected() {
+    let sim = sim();
+    let mut quiet = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("RUST_LOG", "warn")
+        .start();
+    assert!(ok(&quiet.ctl(&["status"])));
+    quiet.terminate();
+    let log = quiet.log();
+    assert!(
+        !daemon_lines(&log).iter().any(|l| l.contains("INFO")),
+        "INFO lines with RUST_LOG=warn:\n{log}"
+    );
+
+    let mut chatty = Daemon::builder(&sim).config_toml(QUIET).start();
+    chatty.terminate();
+    let log = chatty.log();
+    assert!(
+        daemon_lines(&log).iter().any(|l| l.contains("INFO")),
+        "no INFO lines with RUST_LOG=info:\n{log}"
+    );
+}
+
+/// Runs an unconfigured kited with stderr to a file until READY=1, then SIGTERM; returns the
+/// log. With `journal`, `JOURNAL_STREAM` names that file, as systemd does for the journal.
+fn log_of_a_run(journal: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr");
+    let log = fs::File::create(&log_path).unwrap();
+    let meta = log.metadata().unwrap();
+    let stream = if journal {
+        format!("{}:{}", meta.dev(), meta.ino())
+    } else {
+        // A journal stream inherited by a process whose stderr went elsewhere.
+        format!("{}:{}", meta.dev(), meta.ino() + 1)
+    };
+    let mut notify = NotifySocket::new();
+    let home = dir.path();
+    let mut child = Command::new(bin("kited"))
+        .env_clear()
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("RUST_LOG", "info")
+        .env("JOURNAL_STREAM", stream)
+        .env("NOTIFY_SOCKET", notify.path())
+        .args(["--listen", "127.0.0.1:0", "--socket"])
+        .arg(home.join("kited.sock"))
+        .arg("--state-dir")
+        .arg(home.join("state"))
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    notify.wait_for("READY=1", || {
+        fs::read_to_string(&log_path).unwrap_or_default()
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    fs::read_to_string(&log_path).unwrap()
+}
+
+fn has_timestamp(line: &str) -> bool {
+    // 2026-11-23T06:00:00.123456Z
+    line.as_bytes().windows(11).any(|w| {
+        w[4] == b'-'
+            && w[7] == b'-'
+            && w[10] == b'T'
+            && w[..4].iter().all(u8::is_ascii_digit)
+            && w[5..7].iter().all(u8::is_ascii_digit)
+            && w[8..10].iter().all(u8::is_ascii_digit)
+    })
+}
+
+#[test]
+fn journal_lines_have_priorities_and_no_timestamps_or_colours() {
+    let log = log_of_a_run(true);
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(
+            !has_timestamp(line),
+            "timestamp under the journal: {line:?}"
+        );
+        assert!(
+            !line.contains('\u{1b}'),
+            "colour under the journal: {line:?}"
+        );
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "no syslog priority prefix: {line:?}"
+        );
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<4>") && l.contains("not configured")),
+        "a warning at priority 4:\n{log}"
+    );
+    assert!(log.lines().any(|l| l.starts_with("<6>")), "{log}");
+
+    let plain = log_of_a_run(false);
+    assert!(
+        plain
+            .lines()
+            .all(|l| has_timestamp(l) && !l.starts_with('<')),
+        "a stale JOURNAL_STREAM must not change the format:\n{plain}"
+    );
+    assert!(!plain.contains('\u{1b}'));
+}
+
+#[test]
+fn watchdog_pings_only_when_asked_for_this_process() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("WATCHDOG_USEC", "200000")
+        .start();
+    notify.wait_for("READY=1", || daemon.log());
+    let pings = notify
+        .drain(Duration::from_millis(700))
+        .iter()
+        .filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+        .count();
+    assert!(pings >= 3, "WATCHDOG=1 every 100 ms; got {pings}");
+    drop(daemon);
+
+    // WATCHDOG_PID names another process: not ours to ping for.
+    let mut notify = NotifySocket::new();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("WATCHDOG_USEC", "200000")
+        .env("WATCHDOG_PID", "1")
+        .start();
+    notify.wait_for("READY=1", || daemon.log());
+    let pings: Vec<String> = notify.drain(Duration::from_millis(400));
+    assert!(
+        !pings.iter().any(|m| m.contains("WATCHDOG=1")),
+        "pinged for another pid: {pings:?}"
+    );
+}
+
+#[test]
+fn no_notify_socket_is_fine() {
+    let sim = sim();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env_remove("NOTIFY_SOCKET")
+        .start();
+    daemon.signal(Signal::HUP);
+    eventually(Duration::from_secs(5), "the reload to be logged", || {
+        daemon.log().contains("reloaded")
+    });
+    assert!(daemon.terminate().success());
+}
+
+fn kitectl(args: &[&str]) -> Output {
+    Command::new(bin("kitectl"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run kitectl")
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = kitectl(&["completions", shell]);
+        assert!(ok(&out), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(!script.trim().is_empty(), "{shell}: empty script");
+        assert!(script.contains("get-token"), "{shell}: no get-token");
+    }
+    let out = kitectl(&["man"]);
+    assert!(ok(&out), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH"), "not roff:\n{page}");
+    assert!(page.contains("get\\-token") || page.contains("get-token"));
+}
+
+#[test]
+fn every_help_has_an_example() {
+    let kitectl_commands = [
+        "get-token",
+        "status",
+        "login",
+        "exchange",
+        "logout",
+        "env",
+        "exec",
+        "watch",
+        "ping",
+        "shutdown",
+        "completions",
+        "man",
+    ];
+    let mut missing = Vec::new();
+    let mut check = |program: &str, args: Vec<&str>| {
+        let out = Command::new(bin(program))
+            .args(&args)
+            .arg("--help")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let help = text(&out.stdout);
+        if !out.status.success() || !help.contains("Example") {
+            missing.push(format!("{program} {}", args.join(" ")));
+        }
+    };
+    check("kitectl", vec![]);
+    for command in kitectl_commands {
+        check("kitectl", vec![command]);
+    }
+    check("kited", vec![]);
+    check("kited", vec!["run"]);
+    check("kited", vec!["check-config"]);
+    assert!(missing.is_empty(), "--help without an example: {missing:?}");
+}
+
+/// The unit files, as `Key=value` lists per file (comments and sections dropped).
+fn unit(name: &str) -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(name);
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn values<'a>(unit: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    unit.iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn units_agree_with_kited_and_kitectl() {
+    for (name, profile) in [("kited.service", "default"), ("kited@.service", "%i")] {
+        let unit = unit(name);
+        let one = |key: &str| {
+            let v = values(&unit, key);
+            assert_eq!(v.len(), 1, "{name}: {key}= {v:?}");
+            v[0].to_string()
+        };
+        assert_eq!(one("Type"), "notify", "{name}");
+        assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID", "{name}");
+        assert_eq!(one("Restart"), "on-failure", "{name}");
+        let exec = one("ExecStart");
+        assert!(exec.starts_with("%h/.cargo/bin/kited "), "{name}: {exec}");
+        assert!(
+            exec.contains(&format!("--profile {profile} ")),
+            "{name}: {exec}"
+        );
+        // The socket is where kitectl looks ($XDG_RUNTIME_DIR/kited/NAME.sock) and inside the
+        // writable RuntimeDirectory; the state dir inside the StateDirectory.
+        assert!(
+            exec.contains(&format!("--socket %t/kited/{profile}.sock ")),
+            "{name}: {exec}"
+        );
+        assert_eq!(one("RuntimeDirectory"), "kited", "{name}");
+        assert_eq!(one("RuntimeDirectoryPreserve"), "yes", "{name}");
+        assert!(
+            exec.contains(&format!("--state-dir %S/kited/{profile} ")),
+            "{name}: {exec}"
+        );
+        assert_eq!(one("StateDirectory"), format!("kited/{profile}"), "{name}");
+        assert!(exec.ends_with(" run"), "{name}: {exec}");
+        // The credential name kited reads from $CREDENTIALS_DIRECTORY.
+        assert_eq!(
+            one("LoadCredential"),
+            format!("kite-api-secret:%E/kited/{profile}.api-secret"),
+            "{name}"
+        );
+        assert_eq!(one("RestartPreventExitStatus"), "78", "{name}");
+        for (key, value) in [
+            ("NoNewPrivileges", "yes"),
+            ("ProtectSystem", "strict"),
+            ("ProtectHome", "read-only"),
+            ("PrivateTmp", "yes"),
+            ("PrivateUsers", "yes"),
+            ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+            ("LockPersonality", "yes"),
+            ("MemoryDenyWriteExecute", "yes"),
+            ("SystemCallArchitectures", "native"),
+            ("RestrictNamespaces", "yes"),
+            ("RestrictRealtime", "yes"),
+            ("ProtectKernelTunables", "yes"),
+            ("ProtectKernelModules", "yes"),
+            ("ProtectControlGroups", "yes"),
+            ("UMask", "0077"),
+            ("CapabilityBoundingSet", ""),
+        ] {
+            assert_eq!(one(key), value, "{name}: {key}");
+        }
+        assert!(
+            values(&unit, "SystemCallFilter").contains(&"@system-service"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/verify.sh");
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: skipping (CI runs systemd/verify.sh)");
+        return;
+    }
+    let out = Command::new("sh")
+        .arg(&script)
+        .env("KITED_BIN_DIR", bin("kited").parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        ok(&out),
+        "systemd/verify.sh failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
