@@ -32,6 +32,11 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
+    // Before READY=1: a SIGTERM that follows it at once must stop kited cleanly, not kill it
+    // with the default action. Signals that arrive while starting wait for the loop below.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let store = Store::open(&config.state_dir, &config.profile)?;
     let now = clock_from_env()?;
     let events = EventBus::new(now.clone());
@@ -76,9 +81,6 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
         tokio::spawn(ping_watchdog(every, shutdown.clone()))
     });
 
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -241,7 +243,7 @@ fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Opt
 /// Sends `WATCHDOG=1` every `every` from the daemon's own (single-threaded) runtime: if any task
 /// ever blocks that thread, the pings stop and systemd restarts kited.
 async fn ping_watchdog(every: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

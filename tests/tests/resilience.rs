@@ -549,8 +549,8 @@ fn ipc_500_idle_connections_do_not_keep_others_waiting() {
         assert!(start.elapsed() < PING_LIMIT);
     }
     // The idle ones are still served when they finally speak.
-    for i in [1, 250, 499] {
-        let stream = &idle[i];
+    for i in [1, 251, 499] {
+        let mut stream = &idle[i];
         stream.write_all(b"{\"op\":\"ping\"}\n").unwrap();
         let answer: Value =
             serde_json::from_str(&read_line(&mut BufReader::new(stream)).unwrap()).unwrap();
@@ -1274,11 +1274,25 @@ fn a_hundred_waiting_get_tokens_all_wake_with_the_same_token() {
             .expect("cannot start kitectl");
         children.0.push(child);
     }
-    eventually(
-        Duration::from_secs(20),
-        "100 kitectl to be waiting in kited",
-        || socket_count(pid) >= baseline + CLIENTS,
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while socket_count(pid) < baseline + CLIENTS {
+        if let Some((i, status)) = children
+            .0
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, c)| c.try_wait().unwrap().map(|s| (i, s)))
+        {
+            let mut err = String::new();
+            let _ = children.0[i].stderr.take().unwrap().read_to_string(&mut err);
+            panic!("kitectl {i} exited {status} before any login: {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {CLIENTS} kitectl are connected after 20 s",
+            socket_count(pid).saturating_sub(baseline)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     assert!(children
         .0
         .iter_mut()
