@@ -151,8 +151,15 @@ impl Config {
             }
         };
 
-        let api_key = env("KITE_API_KEY").or(file.kite.api_key.clone());
-        let (api_secret, secret_source) = resolve_secret(&file, &env)?;
+        let api_key = env("KITE_API_KEY")
+            .or(file.kite.api_key.clone())
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        let (api_secret, secret_source) = match resolve_secret(&file, &env)? {
+            // An empty secret can never produce a valid checksum: call it missing, loudly.
+            (Some(secret), _) if secret.expose().trim().is_empty() => (None, SecretSource::Missing),
+            resolved => resolved,
+        };
         let api_root = env("KITE_API_ROOT")
             .or(file.kite.api_root.clone())
             .unwrap_or_else(|| DEFAULT_API_ROOT.into())
@@ -243,7 +250,7 @@ impl Config {
                     .open_command
                     .clone()
                     .filter(|argv| !argv.is_empty())
-                    .unwrap_or_else(|| vec!["xdg-open".into()]),
+                    .unwrap_or_else(|| default_open_command(env("INVOCATION_ID").is_some())),
             },
             env_file: file.hooks.env_file.clone(),
         })
@@ -253,6 +260,17 @@ impl Config {
     pub fn from_process(flags: &Flags) -> Result<Config, ConfigError> {
         Config::load(flags, &|key| std::env::var(key).ok())
     }
+}
+
+/// `xdg-open`; under systemd, through `systemd-run --user` so the browser starts outside
+/// kited's sandbox (read-only home, private /tmp, no JIT memory) instead of inheriting it.
+fn default_open_command(under_systemd: bool) -> Vec<String> {
+    let argv: &[&str] = if under_systemd {
+        &["systemd-run", "--user", "--quiet", "--collect", "xdg-open"]
+    } else {
+        &["xdg-open"]
+    };
+    argv.iter().map(|s| s.to_string()).collect()
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<File, ConfigError> {
@@ -610,6 +628,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn blank_key_or_secret_is_not_configured() {
+        let config = load(
+            flags("p"),
+            &[("KITE_API_KEY", "k123456"), ("KITE_API_SECRET", "  ")],
+        )
+        .unwrap();
+        assert!(!config.is_configured());
+        assert_eq!(config.secret_source, SecretSource::Missing);
+    }
+
+    #[test]
+    fn open_command_leaves_the_sandbox_under_systemd() {
+        assert_eq!(
+            load(flags("p"), &[]).unwrap().notify.open_command,
+            vec!["xdg-open"]
+        );
+        let under = load(flags("p"), &[("INVOCATION_ID", "abc")]).unwrap();
+        assert_eq!(under.notify.open_command[0], "systemd-run");
     }
 
     #[test]

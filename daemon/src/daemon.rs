@@ -50,7 +50,10 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
     session.set_bound_http(bound);
 
     if !config.is_configured() {
-        tracing::warn!("not configured: set KITE_API_KEY and KITE_API_SECRET; serving status only");
+        tracing::warn!(
+            "not configured: the api key or secret is missing (`kited check-config` says which); \
+             serving status only"
+        );
     }
     tracing::info!(
         profile = %config.profile,
@@ -284,11 +287,8 @@ pub fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
         return false;
     };
-    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
-        return false;
-    };
     match rustix::fs::fstat(std::io::stderr()) {
-        Ok(stat) => stat.st_dev as u64 == dev && stat.st_ino as u64 == ino,
+        Ok(stat) => dev.parse() == Ok(stat.st_dev) && ino.parse() == Ok(stat.st_ino),
         Err(_) => false,
     }
 }

@@ -164,9 +164,14 @@ async fn serve_connection(
                 continue;
             }
         };
+        // A client that gives up on a long `get_token` wait (Ctrl-C, a timeout) must not keep
+        // its connection slot until the wait ends. Nothing else is cancelled: an exchange in
+        // flight may already have used up the single-use request token at Kite.
+        let may_block = matches!(request, Request::GetToken { wait_secs: Some(_) });
         let answer = tokio::select! {
             _ = shutdown.cancelled() => return,
             answer = handle(&session, request.clone()) => answer,
+            _ = connection.hung_up(), if may_block => return,
         };
         if connection.write_line(&answer.to_line()).await.is_err() {
             return;

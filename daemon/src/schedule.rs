@@ -173,10 +173,6 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token_changes = session.watch_token();
     let mut config_changes = session.watch_config();
     let mut done = Done::default();
-    // A token read from disk at start is checked with Kite at once: it may have been killed
-    // (a login elsewhere, a master logout) while kited was not running.
-    done.follow(session.current().as_deref(), session.now());
-    done.last_verify = None;
     let mut reminder_from = session.now();
     loop {
         let now = session.now();
@@ -450,8 +446,10 @@ mod tests {
     fn renewable_tokens_renew_at_the_cutoff_instead_of_warning() {
         let mut t = token("2026-11-24T06:00:00+05:30");
         t.refresh_token = Some(Secret::new("r"));
-        let mut done = Done::default();
-        done.last_verify = Some(utc("2026-11-24 05:40:00"));
+        let mut done = Done {
+            last_verify: Some(utc("2026-11-24 05:40:00")),
+            ..Done::default()
+        };
         let p = plan(utc("2026-11-24 05:50:00"), Some(&t), &expiry(), &done, None);
         assert!(p.due.is_empty(), "{p:?}");
         assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
@@ -486,10 +484,20 @@ mod tests {
         done.last_verify = Some(utc("2026-11-23 09:00:01"));
         let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
         assert_eq!(p.next, Some(utc("2026-11-23 09:00:02")));
-        // A token read at start has no last check: it is verified at once.
-        done.last_verify = None;
-        let p = plan(utc("2026-11-23 10:00:00"), Some(&t), &e, &done, None);
-        assert_eq!(p.due, vec![Action::Verify]);
+        // The last check is at the cutoff, not after it.
+        done.last_verify = Some(utc("2026-11-24 05:59:59"));
+        let p = plan(utc("2026-11-24 05:59:59"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
+        done.expired = true;
+        done.last_verify = Some(utc("2026-11-24 06:00:00"));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &e, &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
     }
 
     #[test]

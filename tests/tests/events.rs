@@ -303,11 +303,11 @@ fn expiry_warning_then_expiry_on_a_fake_clock() {
     drop(watch);
     first.terminate();
 
-    // Run 2, on the same state: three seconds before the cutoff.
+    // Run 2, on the same state: a few seconds before the cutoff.
     let second = Daemon::builder(&sim)
         .config_toml(&config)
         .state_dir(first.state_dir())
-        .env("KITED_FAKE_NOW", &before_cutoff(3))
+        .env("KITED_FAKE_NOW", &before_cutoff(4))
         .start();
     let mut watch = Watch::socket(&second);
     assert_eq!(
@@ -350,33 +350,43 @@ fn periodic_check_invalidates_killed_tokens_but_not_on_transient_faults() {
     let mut watch = Watch::socket(&daemon);
     let token = login(&daemon);
     watch.expect("token_new");
-    let profile_calls = |status: Option<u16>| {
-        sim.calls_to("GET", "/user/profile")
-            .iter()
-            .filter(|c| c.status == status)
-            .count()
-    };
+    let profile_calls = || sim.calls_to("GET", "/user/profile");
     // The check repeats.
     eventually(WAIT, "two successful profile checks", || {
-        profile_calls(Some(200)) >= 2
+        profile_calls()
+            .iter()
+            .filter(|c| c.status == Some(200))
+            .count()
+            >= 2
     });
+    // Checks run one at a time, and a call is logged when it arrives: so a call with `status`
+    // made after the fault was queued, followed by a good one, means that fault was handled.
+    let fault_then_good = |since: usize, status: Option<u16>| {
+        let calls = profile_calls();
+        let calls = calls.get(since..).unwrap_or_default();
+        calls
+            .iter()
+            .position(|c| c.status == status)
+            .is_some_and(|i| calls[i + 1..].iter().any(|c| c.status == Some(200)))
+    };
 
     // A 503 is transient.
-    let ok_before = profile_calls(Some(200));
+    let since = profile_calls().len();
     sim.fail_next(1, 503);
     eventually(WAIT, "a check answered 503, then a good one", || {
-        profile_calls(Some(503)) == 1 && profile_calls(Some(200)) > ok_before
+        fault_then_good(since, Some(503))
     });
     assert_eq!(state(&daemon), "valid");
 
     // So is a Kite that never answers (kite.timeout = 1s).
-    let ok_before = profile_calls(Some(200));
+    let since = profile_calls().len();
     sim.set_fault(1, Fault::Hang);
     eventually(WAIT, "a hung check, then a good one", || {
-        profile_calls(None) == 1 && profile_calls(Some(200)) > ok_before
+        fault_then_good(since, None)
     });
     assert_eq!(state(&daemon), "valid");
     assert_eq!(get_token(&daemon), token);
+    assert!(daemon.log().contains("will try again"), "{}", daemon.log());
 
     // A token Kite killed is caught by the next check. It is the first event after token_new:
     // the faults above invalidated nothing.

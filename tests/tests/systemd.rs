@@ -192,6 +192,24 @@ fn ready_only_once_socket_and_http_answer_then_clean_stop_on_sigterm() {
 }
 
 #[test]
+fn sigterm_right_after_ready_is_a_clean_stop() {
+    // `systemctl start kited && systemctl stop kited`: the stop may follow READY=1 at once.
+    let sim = sim();
+    for _ in 0..3 {
+        let mut notify = NotifySocket::new();
+        let mut daemon = Daemon::builder(&sim)
+            .config_toml(QUIET)
+            .env("NOTIFY_SOCKET", notify.path())
+            .spawn();
+        notify.wait_for("READY=1", || daemon.log());
+        daemon.signal(Signal::TERM);
+        let exit = daemon.wait_exit(Duration::from_secs(10)).expect("no exit");
+        assert!(exit.success(), "{exit}; log:\n{}", daemon.log());
+        assert!(!daemon.socket_path().exists());
+    }
+}
+
+#[test]
 fn status_line_follows_the_token() {
     let sim = sim();
     let mut notify = NotifySocket::new();
