@@ -450,11 +450,57 @@ mod tests {
         assert!(!format!("{answer:?}").contains("SECRETTOKEN"));
     }
 
+    fn any_request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            Just(Request::Ping),
+            Just(Request::Status),
+            Just(Request::LoginUrl),
+            Just(Request::Logout),
+            Just(Request::Watch),
+            Just(Request::Shutdown),
+            proptest::option::of(any::<u64>())
+                .prop_map(|wait_secs| Request::GetToken { wait_secs }),
+            (
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>())
+            )
+                .prop_map(|(request_token, callback_url)| Request::Exchange {
+                    request_token,
+                    callback_url
+                }),
+        ]
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Request::parse(&bytes);
             let _ = Response::parse(&bytes);
+        }
+
+        #[test]
+        fn invalid_utf8_is_always_refused(
+            prefix in "[ -~]{0,40}",
+            bad in proptest::sample::select(vec![0x80u8, 0xbf, 0xc0, 0xc1, 0xed, 0xf5, 0xff]),
+            suffix in "[ -~]{0,40}",
+        ) {
+            // Valid JSON around one bad byte (inside a string, where a lossy decoder would
+            // happily turn it into U+FFFD and accept the request).
+            let clean = |s: &str| s.replace(['"', '\\'], "");
+            let mut line = format!("{{\"op\":\"ping\",\"x\":\"{}", clean(&prefix)).into_bytes();
+            line.push(bad);
+            line.extend_from_slice(clean(&suffix).as_bytes());
+            line.extend_from_slice(b"\"}");
+            let err = Request::parse(&line).unwrap_err();
+            prop_assert_eq!(err.kind, ErrorKind::BadRequest);
+        }
+
+        #[test]
+        fn requests_round_trip_as_one_line(request in any_request()) {
+            let line = request.to_line();
+            let body = line.strip_suffix('\n').expect("a line ends with a newline");
+            prop_assert!(!body.contains('\n'), "{:?}", line);
+            prop_assert_eq!(Request::parse(body.as_bytes()), Ok(request));
         }
 
         #[test]

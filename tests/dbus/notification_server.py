@@ -9,6 +9,8 @@ line (id, app_name, summary, body, actions, hints, timeout, sender), flushed at 
 The test drives it over D-Bus with the extra interface org.kited.Test:
   InvokeAction(u id, s key)  emits ActionInvoked(id, key), as a click on a button does
   Close(u id)                emits NotificationClosed(id, 2), as a dismissal does
+`notification_server.py --invoke ID KEY` is a client that calls InvokeAction on the running
+server and exits (so the tests need no dbus-send).
 
 --hang accepts Notify calls (and logs them) but never answers them: a wedged notification
 service. Everything else keeps working, so the test can still read the log.
@@ -123,14 +125,25 @@ class Server(dbus.service.Object):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--log", required=True, help="file to append one JSON line per Notify")
+    parser.add_argument("--log", help="file to append one JSON line per Notify")
     parser.add_argument("--hang", action="store_true", help="never answer Notify")
+    parser.add_argument("--invoke", nargs=2, metavar=("ID", "KEY"),
+                        help="as a client: click button KEY of notification ID, then exit")
     args = parser.parse_args()
 
-    DBusGMainLoop(set_as_default=True)
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     if not address:
         sys.exit("notification_server: DBUS_SESSION_BUS_ADDRESS is not set")
+    if args.invoke:
+        bus = dbus.bus.BusConnection(address)
+        server = bus.get_object(NAME, PATH)
+        server.InvokeAction(dbus.UInt32(int(args.invoke[0])), args.invoke[1],
+                            dbus_interface=TEST_IFACE, timeout=10)
+        return
+    if not args.log:
+        parser.error("--log is required")
+
+    DBusGMainLoop(set_as_default=True)
     bus = dbus.bus.BusConnection(address)
     server = Server(bus, args.log, args.hang)
     name = dbus.service.BusName(NAME, bus=bus, do_not_queue=True)

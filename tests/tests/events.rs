@@ -902,7 +902,7 @@ struct Notifications {
 
 impl Notifications {
     fn start(bus: &Bus, hang: bool) -> Notifications {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/notification_server.py");
+        let script = Notifications::script();
         let log = bus
             .dir
             .path()
@@ -951,20 +951,20 @@ impl Notifications {
 
     /// A click on the notification's button `key`.
     fn invoke(&self, id: u64, key: &str) {
-        let status = Command::new("dbus-send")
-            .arg(format!("--bus={}", self.address))
-            .args([
-                "--print-reply",
-                "--dest=org.freedesktop.Notifications",
-                "/org/freedesktop/Notifications",
-                "org.kited.Test.InvokeAction",
-            ])
-            .arg(format!("uint32:{id}"))
-            .arg(format!("string:{key}"))
+        let status = Command::new(dbus_python())
+            .arg(Self::script())
+            .arg("--invoke")
+            .arg(id.to_string())
+            .arg(key)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
             .stdout(Stdio::null())
             .status()
-            .expect("cannot run dbus-send");
-        assert!(status.success(), "dbus-send failed");
+            .expect("cannot run notification_server.py --invoke");
+        assert!(status.success(), "notification_server.py --invoke failed");
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/notification_server.py")
     }
 }
 

@@ -247,6 +247,43 @@ fn time_process(cmd: &mut Command) -> Result<(Duration, Vec<u8>), String> {
     Ok((took, out.stdout))
 }
 
+/// `threads` threads each running `make()` processes back to back for `load`: returns the
+/// runs that printed `expected` and exited 0, the time taken, and the other runs.
+fn process_throughput(
+    threads: usize,
+    load: Duration,
+    make: &(dyn Fn() -> Command + Sync),
+    expected: &[u8],
+) -> (u64, Duration, u64) {
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let (ok, failed) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut cmd = make();
+                    let (mut ok, mut failed) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        match cmd.output() {
+                            Ok(out) if out.status.success() && out.stdout == expected => ok += 1,
+                            _ => failed += 1,
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(load);
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((0, u64::MAX / 4)))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    (ok, start.elapsed(), failed)
+}
+
 /// The first `PATH` entry holding `name`.
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -265,6 +302,13 @@ fn cpu_model() -> (String, usize) {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = info.lines().filter(|l| l.starts_with("processor")).count();
     (model, cores)
+}
+
+/// The first three fields of /proc/loadavg (other work on the machine skews the figures).
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
@@ -310,6 +354,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     }
     let cat = which("cat").ok_or("no `cat` on PATH")?;
     let ticks = clock_ticks();
+    let load_before = loadavg();
 
     // A private runtime dir, so kitectl finds the socket the default way
     // ($XDG_RUNTIME_DIR/kited/default.sock) and runs exactly as `kitectl get-token`.
@@ -347,23 +392,32 @@ fn run(opts: &Opts) -> Result<String, String> {
     // --- 1. Whole processes: kitectl get-token vs cat --------------------------------------
     let token_file = runtime.path().join("token.txt");
     fs::write(&token_file, &expected_stdout).map_err(|e| e.to_string())?;
-    let mut ctl_cmd = Command::new(&kitectl);
-    ctl_cmd
-        .arg("get-token")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", runtime.path())
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
-    let mut cat_cmd = Command::new(&cat);
-    cat_cmd
-        .arg(&token_file)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", runtime.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null());
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    // Both run with the same small environment; kitectl finds the socket the default way.
+    let ctl_command = || {
+        let mut cmd = Command::new(&kitectl);
+        cmd.arg("get-token")
+            .env_clear()
+            .env("PATH", &path_var)
+            .env("HOME", runtime.path())
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let cat_command = || {
+        let mut cmd = Command::new(&cat);
+        cmd.arg(&token_file)
+            .env_clear()
+            .env("PATH", &path_var)
+            .env("HOME", runtime.path())
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    let mut ctl_cmd = ctl_command();
+    let mut cat_cmd = cat_command();
     progress(&format!(
         "whole processes: {} x kitectl get-token and {} x cat, interleaved",
         opts.processes, opts.processes
@@ -446,45 +500,8 @@ fn run(opts: &Opts) -> Result<String, String> {
     ));
     let cpu_before = cpu_time(pid, ticks)?;
     let sched_before = sched_time(pid);
-    let (processes, proc_elapsed, proc_failures) = {
-        let stop = Arc::new(AtomicBool::new(false));
-        let start = Instant::now();
-        let handles: Vec<_> = (0..opts.threads)
-            .map(|_| {
-                let stop = stop.clone();
-                let kitectl = kitectl.clone();
-                let runtime = runtime.path().to_path_buf();
-                let expected = expected_stdout.clone();
-                std::thread::spawn(move || {
-                    let mut cmd = Command::new(&kitectl);
-                    cmd.arg("get-token")
-                        .env_clear()
-                        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                        .env("HOME", &runtime)
-                        .env("XDG_RUNTIME_DIR", &runtime)
-                        .stdin(Stdio::null())
-                        .stderr(Stdio::null());
-                    let (mut ok, mut failed) = (0u64, 0u64);
-                    while !stop.load(Ordering::Relaxed) {
-                        match cmd.output() {
-                            Ok(out) if out.status.success() && out.stdout == expected => ok += 1,
-                            _ => failed += 1,
-                        }
-                    }
-                    (ok, failed)
-                })
-            })
-            .collect();
-        std::thread::sleep(load);
-        stop.store(true, Ordering::Relaxed);
-        let mut total = (0, 0);
-        for h in handles {
-            let (ok, failed) = h.join().map_err(|_| "a load thread panicked")?;
-            total.0 += ok;
-            total.1 += failed;
-        }
-        (total.0, start.elapsed(), total.1)
-    };
+    let (processes, proc_elapsed, proc_failures) =
+        process_throughput(opts.threads, load, &ctl_command, &expected_stdout);
     let proc_cpu = cpu_time(pid, ticks)?.saturating_sub(cpu_before);
     let proc_sched = sched_time(pid).saturating_sub(sched_before);
     if proc_failures > 0 {
@@ -493,6 +510,17 @@ fn run(opts: &Opts) -> Result<String, String> {
         ));
     }
     let procs_per_sec = processes as f64 / proc_elapsed.as_secs_f64();
+
+    progress(&format!(
+        "throughput: {} threads spawning cat for {:?} (the same harness, for scale)",
+        opts.threads, load
+    ));
+    let (cats, cat_elapsed, cat_failures) =
+        process_throughput(opts.threads, load, &cat_command, &expected_stdout);
+    if cat_failures > 0 {
+        return Err(format!("{cat_failures} cat runs failed under load"));
+    }
+    let cats_per_sec = cats as f64 / cat_elapsed.as_secs_f64();
 
     progress(&format!(
         "throughput: {} threads on persistent connections for {:?}",
@@ -628,6 +656,15 @@ fn run(opts: &Opts) -> Result<String, String> {
             Some(procs_per_sec >= 3000.0),
         ),
         row(
+            &format!(
+                "throughput, {} threads spawning `cat` (same harness, for scale)",
+                opts.threads
+            ),
+            format!("{cats_per_sec:.0} processes/s"),
+            "",
+            None,
+        ),
+        row(
             &format!("throughput, {} threads on persistent sockets", opts.threads),
             format!("{reqs_per_sec:.0} requests/s"),
             "",
@@ -706,6 +743,11 @@ fn run(opts: &Opts) -> Result<String, String> {
         "- machine: `{arch}`, {cores} × {model}, Linux {kernel}"
     );
     let _ = writeln!(out, "- command: `{COMMAND}`");
+    let _ = writeln!(
+        out,
+        "- load average (1/5/15 min) at start: {load_before}; at end: {}",
+        loadavg()
+    );
     let _ = writeln!(
         out,
         "- runs: {} × kitectl and {} × cat interleaved (ABBA); {} socket requests; {} connects; \
