@@ -111,6 +111,9 @@ impl KiteClient {
             .connect_timeout(timeout)
             .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
+            // kited calls Kite a few times a day. A pooled idle connection would only wake the
+            // idle daemon 90 s after each call to close it; close it at once instead.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("reqwest client with static settings");
         KiteClient {

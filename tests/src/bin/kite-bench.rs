@@ -284,6 +284,28 @@ fn process_throughput(
     (ok, start.elapsed(), failed)
 }
 
+/// This thread's id (from /proc/thread-self).
+fn own_tid() -> Option<u32> {
+    let link = fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// A thread's CPU list as `taskset -pc` prints it (`0,1` or `0-1`).
+fn affinity(tid: u32) -> Option<String> {
+    let out = command_output("taskset", &["-pc", &tid.to_string()])?;
+    Some(out.rsplit(": ").next()?.trim().to_string()).filter(|l| !l.is_empty())
+}
+
+/// Pins one thread to `cpus` with `taskset`; false when that is not possible.
+fn set_affinity(tid: u32, cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-pc", cpus, &tid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The first `PATH` entry holding `name`.
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -343,6 +365,18 @@ fn row(metric: &str, result: String, goal: &str, met: Option<bool>) -> Row {
 fn run(opts: &Opts) -> Result<String, String> {
     if cfg!(debug_assertions) {
         progress("warning: this is a debug build of kite-bench; run it with --release");
+    }
+    if std::env::var_os("KITED_BIN_DIR").is_none() {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe.parent().ok_or("kite-bench has no directory")?;
+        for name in ["kited", "kitectl"] {
+            if !dir.join(name).is_file() {
+                return Err(format!(
+                    "{} is missing: run `{COMMAND}` (or set KITED_BIN_DIR)",
+                    dir.join(name).display()
+                ));
+            }
+        }
     }
     let kited = bin("kited");
     let kitectl = bin("kitectl");
@@ -475,8 +509,31 @@ fn run(opts: &Opts) -> Result<String, String> {
         round_trip(&mut stream, request, &mut buf).map_err(|e| e.to_string())?;
         persistent.push(start.elapsed());
     }
-    drop(stream);
     let persistent = Samples::new(persistent);
+
+    // The same with this thread and kited's (single) runtime thread on one CPU: the difference
+    // is the cost of waking the other, idle CPU for every request.
+    progress("raw socket: the same with client and kited pinned to one CPU (taskset)");
+    let same_cpu = match (own_tid(), affinity(pid)) {
+        (Some(tid), Some(all)) => {
+            let cpu = all.split([',', '-']).next().unwrap_or("0").to_string();
+            if set_affinity(tid, &cpu) && set_affinity(pid, &cpu) {
+                let mut times = Vec::with_capacity(opts.requests);
+                for _ in 0..opts.requests {
+                    let start = Instant::now();
+                    round_trip(&mut stream, request, &mut buf).map_err(|e| e.to_string())?;
+                    times.push(start.elapsed());
+                }
+                set_affinity(pid, &all);
+                set_affinity(tid, &all);
+                Some(Samples::new(times))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    drop(stream);
 
     progress(&format!(
         "raw socket: {} connect + get_token + close",
@@ -570,6 +627,8 @@ fn run(opts: &Opts) -> Result<String, String> {
     std::thread::sleep(settle);
     let rss_idle = status_field(pid, "VmRSS").unwrap_or(0);
     let hwm = status_field(pid, "VmHWM").unwrap_or(0);
+    let rss_anon = status_field(pid, "RssAnon").unwrap_or(0);
+    let rss_file = status_field(pid, "RssFile").unwrap_or(0);
     let threads_idle = status_field(pid, "Threads").unwrap_or(0);
     let before = thread_switches(pid);
     std::thread::sleep(Duration::from_secs(opts.idle_secs));
@@ -637,6 +696,21 @@ fn run(opts: &Opts) -> Result<String, String> {
             Some(persistent.pct(99.0) < Duration::from_micros(200)),
         ),
         row(
+            "same, client and kited pinned to one CPU, p50 / p99 / p99.9",
+            same_cpu
+                .as_ref()
+                .map_or("(taskset unavailable)".into(), |t| {
+                    format!(
+                        "{} / {} / {}",
+                        us(t.median()),
+                        us(t.pct(99.0)),
+                        us(t.pct(99.9))
+                    )
+                }),
+            "",
+            None,
+        ),
+        row(
             "socket connect + `get_token` + close, p50 / p99",
             format!(
                 "{} / {}",
@@ -697,8 +771,14 @@ fn run(opts: &Opts) -> Result<String, String> {
             None,
         ),
         row(
-            "kited idle RSS after load (peak VmHWM)",
-            format!("{} ({})", mib(rss_idle), mib(hwm)),
+            "kited idle RSS after load: anonymous + file-backed (peak VmHWM)",
+            format!(
+                "{} = {} + {} ({})",
+                mib(rss_idle),
+                mib(rss_anon),
+                mib(rss_file),
+                mib(hwm)
+            ),
             "≤ 6 MB",
             Some(rss_idle * 1024 <= 6_000_000),
         ),
@@ -736,7 +816,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     ];
 
     let mut out = String::new();
-    let _ = writeln!(out, "## kite-bench results\n");
+    let _ = writeln!(out, "### kite-bench results\n");
     let _ = writeln!(out, "- date: {date}");
     let _ = writeln!(
         out,
@@ -751,7 +831,7 @@ fn run(opts: &Opts) -> Result<String, String> {
     let _ = writeln!(
         out,
         "- runs: {} × kitectl and {} × cat interleaved (ABBA); {} socket requests; {} connects; \
-         {} threads × {:.0} s per throughput run; {} s idle window{}\n",
+         {} threads × {} s per throughput run; {} s idle window{}\n",
         opts.processes,
         opts.processes,
         opts.requests,
