@@ -203,10 +203,26 @@ impl KiteClient {
     ) -> Result<T, KiteError> {
         let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(32).collect::<String>());
         let body = read_body(response)
             .await
             .map_err(|e| self.transport_error(e))?;
-        decode(status, &body)
+        match decode(status, &body) {
+            Err(KiteError::Unavailable { status, message }) if retry_after.is_some() => {
+                Err(KiteError::Unavailable {
+                    status,
+                    message: format!(
+                        "{message} (Kite asks to retry after {}s)",
+                        retry_after.unwrap_or_default()
+                    ),
+                })
+            }
+            other => other,
+        }
     }
 
     fn transport_error(&self, error: reqwest::Error) -> KiteError {
@@ -222,7 +238,7 @@ impl KiteClient {
             source = cause.source();
         }
         if error.is_body() || error.is_decode() {
-            KiteError::BadResponse(message)
+            KiteError::BadResponse(format!("the answer was cut off or unreadable ({message})"))
         } else {
             KiteError::Unreachable(message)
         }
