@@ -47,18 +47,34 @@ pub enum ClientError {
 
 const START_HINT: &str = "start it with `systemctl --user start kited` or `kited`";
 
+/// How to start the daemon that should own `path`: a default-location socket of another profile
+/// belongs to the `kited@PROFILE` instance.
+fn start_hint(path: &std::path::Path) -> String {
+    let profile = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let in_runtime_dir = path.parent() == Some(kite_proto::socket_path::runtime_dir().as_path());
+    if in_runtime_dir && !profile.is_empty() && profile != kite_proto::socket_path::DEFAULT_PROFILE
+    {
+        format!(
+            "start it with `systemctl --user start kited@{profile}` or `kited --profile {profile}`"
+        )
+    } else {
+        START_HINT.to_string()
+    }
+}
+
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Unreachable { path, why } => {
+                let hint = start_hint(path);
                 let path = path.display();
                 match why {
                     Unreachable::NoSocket => {
-                        write!(f, "kited is not running (no socket at {path}): {START_HINT}")
+                        write!(f, "kited is not running (no socket at {path}): {hint}")
                     }
                     Unreachable::Refused => write!(
                         f,
-                        "kited is not running (nothing listening on {path}): {START_HINT}"
+                        "kited is not running (nothing listening on {path}): {hint}"
                     ),
                     Unreachable::Busy => write!(
                         f,
@@ -276,6 +292,14 @@ pub fn unexpected(what: &str, got: &Response) -> ClientError {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn start_hint_names_the_profile_instance() {
+        let dir = kite_proto::socket_path::runtime_dir();
+        assert!(start_hint(&dir.join("prod.sock")).contains("kited@prod"));
+        assert!(!start_hint(&dir.join("default.sock")).contains('@'));
+        assert!(!start_hint(std::path::Path::new("/elsewhere/x.sock")).contains('@'));
+    }
     use kite_proto::ErrorKind;
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
