@@ -273,3 +273,184 @@ pub async fn handle(session: &Session, request: Request) -> Response {
         Request::Watch | Request::Shutdown => Response::Done,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `handle` on its own: a real store in a temp dir, a fixed clock, no sockets.
+    use super::*;
+    use crate::clock::{self, Now};
+    use crate::config::{Config, Flags};
+    use crate::events::EventBus;
+    use crate::store::Store;
+    use crate::token::{Secret, TokenRecord};
+    use std::collections::HashMap;
+
+    struct Fixture {
+        session: Session,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(configured: bool, token: Option<TokenRecord>, now: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = HashMap::from([("HOME".to_string(), dir.path().display().to_string())]);
+        if configured {
+            vars.insert("KITE_API_KEY".into(), "kitedtestkey0001".into());
+            vars.insert("KITE_API_SECRET".into(), "s3cret".into());
+            // Nothing listens here: a handler that reached Kite would fail loudly.
+            vars.insert("KITE_API_ROOT".into(), "http://127.0.0.1:9".into());
+        }
+        let flags = Flags {
+            profile: "test".into(),
+            state_dir: Some(dir.path().join("state")),
+            ..Flags::default()
+        };
+        let config = Config::load(&flags, &move |k| vars.get(k).cloned()).unwrap();
+        let store = Store::open(&config.state_dir, "test").unwrap();
+        if let Some(token) = token {
+            store.save_token(&token).unwrap();
+        }
+        let fixed = clock::parse_login_time(now)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let now: Now = Arc::new(move || fixed);
+        let session =
+            Session::new(Arc::new(config), store, EventBus::new(now.clone()), now).unwrap();
+        Fixture { session, _dir: dir }
+    }
+
+    fn token(expires_at: &str) -> TokenRecord {
+        TokenRecord {
+            access_token: Secret::new("accesstoken0123456789abcdefghijk"),
+            api_key: "kitedtestkey0001".into(),
+            user_id: "AB1234".into(),
+            user_name: "Kite Tester".into(),
+            user_shortname: String::new(),
+            email: String::new(),
+            user_type: String::new(),
+            broker: String::new(),
+            exchanges: vec![],
+            products: vec![],
+            order_types: vec![],
+            login_time: "2026-11-23T09:00:00+05:30".into(),
+            expires_at: expires_at.into(),
+            refresh_token: None,
+            invalidated: None,
+        }
+    }
+
+    fn kind(answer: &Response) -> Option<ErrorKind> {
+        match answer {
+            Response::Error(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn not_configured_answers() {
+        let f = fixture(false, None, "2026-11-23 10:00:00");
+        assert!(matches!(
+            handle(&f.session, Request::Ping).await,
+            Response::Pong { .. }
+        ));
+        let Response::Status { status } = handle(&f.session, Request::Status).await else {
+            panic!("status answer");
+        };
+        assert!(!status.configured);
+        assert_eq!(status.state, kite_proto::TokenState::None);
+        assert_eq!(
+            kind(&handle(&f.session, Request::LoginUrl).await),
+            Some(ErrorKind::NotConfigured)
+        );
+        let exchange = Request::Exchange {
+            request_token: Some("abc".into()),
+            callback_url: None,
+        };
+        assert_eq!(
+            kind(&handle(&f.session, exchange).await),
+            Some(ErrorKind::NotConfigured)
+        );
+    }
+
+    #[tokio::test]
+    async fn get_token_follows_the_clock() {
+        let valid = fixture(
+            true,
+            Some(token("2026-11-24T06:00:00+05:30")),
+            "2026-11-23 10:00:00",
+        );
+        let answer = handle(&valid.session, Request::GetToken { wait_secs: None }).await;
+        assert!(
+            matches!(&answer, Response::Token { access_token, .. } if access_token == "accesstoken0123456789abcdefghijk"),
+            "{answer:?}"
+        );
+        // The same record read after 06:00 is dead, whatever the store says.
+        let late = fixture(
+            true,
+            Some(token("2026-11-24T06:00:00+05:30")),
+            "2026-11-24 06:00:00",
+        );
+        let answer = handle(&late.session, Request::GetToken { wait_secs: Some(0) }).await;
+        assert_eq!(kind(&answer), Some(ErrorKind::LoginRequired));
+    }
+
+    #[tokio::test]
+    async fn login_url_carries_a_fresh_state() {
+        let f = fixture(true, None, "2026-11-23 10:00:00");
+        let Response::LoginUrl {
+            login_url,
+            callback_url,
+        } = handle(&f.session, Request::LoginUrl).await
+        else {
+            panic!("login url answer");
+        };
+        assert!(
+            login_url.contains("v=3&api_key=kitedtestkey0001&redirect_params=state%3D"),
+            "{login_url}"
+        );
+        assert!(callback_url.ends_with("/auth/callback"));
+        let Response::LoginUrl {
+            login_url: again, ..
+        } = handle(&f.session, Request::LoginUrl).await
+        else {
+            panic!("login url answer");
+        };
+        assert_ne!(login_url, again);
+    }
+
+    #[tokio::test]
+    async fn malformed_exchanges_never_reach_kite() {
+        let f = fixture(
+            true,
+            Some(token("2026-11-24T06:00:00+05:30")),
+            "2026-11-23 10:00:00",
+        );
+        for request in [
+            Request::Exchange {
+                request_token: None,
+                callback_url: None,
+            },
+            Request::Exchange {
+                request_token: Some("a".into()),
+                callback_url: Some("b".into()),
+            },
+            Request::Exchange {
+                request_token: Some("<script>".into()),
+                callback_url: None,
+            },
+            Request::Exchange {
+                request_token: None,
+                callback_url: Some("http://x/?status=cancelled".into()),
+            },
+        ] {
+            assert_eq!(
+                kind(&handle(&f.session, request).await),
+                Some(ErrorKind::BadRequest)
+            );
+        }
+        // The stored token is untouched.
+        assert!(matches!(
+            handle(&f.session, Request::GetToken { wait_secs: None }).await,
+            Response::Token { .. }
+        ));
+    }
+}
