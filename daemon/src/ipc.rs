@@ -282,7 +282,7 @@ mod tests {
     use crate::config::{Config, Flags};
     use crate::events::EventBus;
     use crate::store::Store;
-    use crate::token::{Secret, TokenRecord};
+    use crate::token::TokenRecord;
     use std::collections::HashMap;
 
     struct Fixture {
@@ -319,23 +319,7 @@ mod tests {
     }
 
     fn token(expires_at: &str) -> TokenRecord {
-        TokenRecord {
-            access_token: Secret::new("accesstoken0123456789abcdefghijk"),
-            api_key: "kitedtestkey0001".into(),
-            user_id: "AB1234".into(),
-            user_name: "Kite Tester".into(),
-            user_shortname: String::new(),
-            email: String::new(),
-            user_type: String::new(),
-            broker: String::new(),
-            exchanges: vec![],
-            products: vec![],
-            order_types: vec![],
-            login_time: "2026-11-23T09:00:00+05:30".into(),
-            expires_at: expires_at.into(),
-            refresh_token: None,
-            invalidated: None,
-        }
+        TokenRecord::sample("accesstoken0123456789abcdefghijk", expires_at)
     }
 
     fn kind(answer: &Response) -> Option<ErrorKind> {

@@ -334,23 +334,7 @@ mod tests {
     }
 
     fn token(expires_at: &str) -> TokenRecord {
-        TokenRecord {
-            access_token: Secret::new("tok"),
-            api_key: "k".into(),
-            user_id: "AB1234".into(),
-            user_name: String::new(),
-            user_shortname: String::new(),
-            email: String::new(),
-            user_type: String::new(),
-            broker: String::new(),
-            exchanges: vec![],
-            products: vec![],
-            order_types: vec![],
-            login_time: "2026-11-23T09:00:00+05:30".into(),
-            expires_at: expires_at.into(),
-            refresh_token: None,
-            invalidated: None,
-        }
+        TokenRecord::sample("tok", expires_at)
     }
 
     fn utc(ist: &str) -> DateTime<Utc> {

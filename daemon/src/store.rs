@@ -159,26 +159,9 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::Secret;
 
     fn record(token: &str) -> TokenRecord {
-        TokenRecord {
-            access_token: Secret::new(token),
-            api_key: "key".into(),
-            user_id: "AB1234".into(),
-            user_name: "A B".into(),
-            user_shortname: "A".into(),
-            email: String::new(),
-            user_type: String::new(),
-            broker: "ZERODHA".into(),
-            exchanges: vec![],
-            products: vec![],
-            order_types: vec![],
-            login_time: "2026-11-23T09:00:00+05:30".into(),
-            expires_at: "2026-11-24T06:00:00+05:30".into(),
-            refresh_token: None,
-            invalidated: None,
-        }
+        TokenRecord::sample(token, "2026-11-24T06:00:00+05:30")
     }
 
     #[test]

@@ -85,6 +85,30 @@ impl TokenRecord {
 }
 
 #[cfg(test)]
+impl TokenRecord {
+    /// A record for AB1234 "Kite Tester" logged in on 2026-11-23 09:00 IST, for unit tests.
+    pub fn sample(access_token: &str, expires_at: &str) -> TokenRecord {
+        TokenRecord {
+            access_token: Secret::new(access_token),
+            api_key: "kitedtestkey0001".into(),
+            user_id: "AB1234".into(),
+            user_name: "Kite Tester".into(),
+            user_shortname: "Kite".into(),
+            email: String::new(),
+            user_type: String::new(),
+            broker: "ZERODHA".into(),
+            exchanges: vec![],
+            products: vec![],
+            order_types: vec![],
+            login_time: "2026-11-23T09:00:00+05:30".into(),
+            expires_at: expires_at.into(),
+            refresh_token: None,
+            invalidated: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
