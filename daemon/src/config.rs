@@ -1,7 +1,7 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
 use crate::token::Secret;
-use chrono::{NaiveDate, NaiveTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ pub const DEFAULT_API_ROOT: &str = "https://api.kite.trade";
 pub const DEFAULT_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";
 /// Weekdays at 08:45 IST: half an hour before the pre-open session, time to log in calmly.
 pub const DEFAULT_REMINDER: &str = "0 45 8 * * Mon-Fri";
+/// The warnings before the cutoff: an hour ahead (time to plan) and a quarter of an hour (last call).
+const DEFAULT_WARN_BEFORE: [Duration; 2] =
+    [Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)];
 /// A profile call every half hour catches a token Kite killed early without hammering Kite.
 pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
 /// The file systemd's `LoadCredential=` puts the secret in.
@@ -80,6 +83,17 @@ pub struct Config {
     pub expiry: Expiry,
     pub notify: Notify,
     pub env_file: Option<PathBuf>,
+    pub testing: Testing,
+}
+
+/// Knobs that exist only so tests need not wait for 06:00 or for slow timeouts. They come from
+/// the environment alone, are read with the rest of the configuration, and are logged when set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Testing {
+    /// `KITED_FAKE_NOW` (RFC 3339): the clock reads this when kited starts and runs on from it.
+    pub fake_now: Option<DateTime<FixedOffset>>,
+    /// `KITED_COMMAND_TIMEOUT_MS`: replaces the time `notify.command` may run.
+    pub command_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,10 +101,52 @@ pub struct Expiry {
     pub cutoff: NaiveTime,
     /// Sorted longest first: the first is the "expiring" window.
     pub warn_before: Vec<Duration>,
-    /// Cron expression (seconds first), evaluated in IST.
-    pub reminder: String,
+    pub reminder: Reminder,
     pub holidays: Vec<NaiveDate>,
     pub verify_every: Duration,
+}
+
+/// `expiry.reminder`: a cron expression (`croner` syntax, seconds field optional), in IST.
+/// Parsed when the configuration is read, so a typo is a configuration error, never a silent
+/// "no reminders".
+#[derive(Clone, PartialEq)]
+pub struct Reminder {
+    /// As written, for `check-config` and logs.
+    expression: String,
+    cron: croner::Cron,
+}
+
+impl Reminder {
+    pub fn parse(expression: &str) -> Result<Reminder, String> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expression)
+            .map_err(|e| format!("{expression:?} is not a cron expression ({e})"))?;
+        Ok(Reminder {
+            expression: expression.to_string(),
+            cron,
+        })
+    }
+
+    /// The next time strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&crate::clock::ist(after), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.expression
+    }
+}
+
+/// The expression alone: the parsed form is kilobytes of bit fields.
+impl std::fmt::Debug for Reminder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reminder").field(&self.expression).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +157,23 @@ pub struct Notify {
 }
 
 impl Config {
+    /// `<public url>/auth/callback`; without `http.public_url`, loopback on `http_port` (the
+    /// port really bound, which differs from `http.listen` when that says port 0).
+    pub fn callback_url(&self, http_port: u16) -> String {
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://127.0.0.1:{http_port}"),
+        };
+        format!("{base}/auth/callback")
+    }
+
+    /// How long `notify.command` may run.
+    pub fn command_timeout(&self) -> Duration {
+        self.testing
+            .command_timeout
+            .unwrap_or(crate::notify::COMMAND_TIMEOUT)
+    }
+
     /// Whether kited can talk to Kite at all.
     pub fn is_configured(&self) -> bool {
         self.api_key.is_some() && self.api_secret.is_some()
@@ -174,13 +247,13 @@ impl Config {
                 message: format!("{url:?} is not a URL ({e})"),
             })?;
         }
-        let kite_timeout = match &file.kite.timeout {
-            Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
+        let kite_timeout = file.kite.timeout.unwrap_or(DEFAULT_KITE_TIMEOUT);
+        if kite_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
                 key: "kite.timeout",
-                message,
-            })?,
-            None => DEFAULT_KITE_TIMEOUT,
-        };
+                message: "must be longer than 0s".into(),
+            });
+        }
 
         let listen_text = flags
             .listen
@@ -253,6 +326,7 @@ impl Config {
                     .unwrap_or_else(|| default_open_command(env("INVOCATION_ID").is_some())),
             },
             env_file: file.hooks.env_file.clone(),
+            testing: resolve_testing(&env)?,
         })
     }
 
@@ -321,22 +395,17 @@ fn resolve_expiry(file: &FileExpiry) -> Result<Expiry, ConfigError> {
         None => crate::clock::default_cutoff(),
     };
     let mut warn_before = match &file.warn_before {
-        Some(list) => list
-            .iter()
-            .map(|text| parse_duration(text))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| ConfigError::Invalid {
-                key: "expiry.warn_before",
-                message,
-            })?,
-        None => vec![Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)],
+        Some(list) => list.iter().map(|d| **d).collect(),
+        None => DEFAULT_WARN_BEFORE.to_vec(),
     };
     warn_before.sort_unstable_by(|a, b| b.cmp(a));
     warn_before.dedup();
-    let reminder = file
-        .reminder
-        .clone()
-        .unwrap_or_else(|| DEFAULT_REMINDER.into());
+    let reminder = Reminder::parse(file.reminder.as_deref().unwrap_or(DEFAULT_REMINDER)).map_err(
+        |message| ConfigError::Invalid {
+            key: "expiry.reminder",
+            message,
+        },
+    )?;
     let holidays = file
         .holidays
         .iter()
@@ -347,13 +416,7 @@ fn resolve_expiry(file: &FileExpiry) -> Result<Expiry, ConfigError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let verify_every = match &file.verify_every {
-        Some(text) => parse_duration(text).map_err(|message| ConfigError::Invalid {
-            key: "expiry.verify_every",
-            message,
-        })?,
-        None => DEFAULT_VERIFY_EVERY,
-    };
+    let verify_every = file.verify_every.unwrap_or(DEFAULT_VERIFY_EVERY);
     if verify_every.is_zero() {
         return Err(ConfigError::Invalid {
             key: "expiry.verify_every",
@@ -369,6 +432,31 @@ fn resolve_expiry(file: &FileExpiry) -> Result<Expiry, ConfigError> {
     })
 }
 
+/// The test-only knobs (see [`Testing`]); a value that does not parse is an error like any other.
+fn resolve_testing(env: &dyn Fn(&str) -> Option<String>) -> Result<Testing, ConfigError> {
+    let fake_now = env("KITED_FAKE_NOW")
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text.trim()).map_err(|_| ConfigError::Invalid {
+                key: "KITED_FAKE_NOW",
+                message: format!("{text:?} is not an RFC 3339 time"),
+            })
+        })
+        .transpose()?;
+    let command_timeout = env("KITED_COMMAND_TIMEOUT_MS")
+        .map(|text| match text.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(ConfigError::Invalid {
+                key: "KITED_COMMAND_TIMEOUT_MS",
+                message: format!("{text:?} is not a positive number of milliseconds"),
+            }),
+        })
+        .transpose()?;
+    Ok(Testing {
+        fake_now,
+        command_timeout,
+    })
+}
+
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     let normalized = text
         .strip_prefix("localhost:")
@@ -381,38 +469,6 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
             key: "http.listen",
             message: format!("{text:?} is not an address like 127.0.0.1:8079"),
         })
-}
-
-/// Parses durations like `90s`, `15m`, `1h30m`, `2d`, `500ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like \"15m\", \"2s\" or \"1h30m\"");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(unit);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 /// The TOML file, exactly the frozen keys; unknown keys are an error so typos surface.
@@ -442,7 +498,8 @@ struct FileKite {
     api_secret_file: Option<PathBuf>,
     api_root: Option<String>,
     login_url: Option<String>,
-    timeout: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
     user_id: Option<String>,
 }
 
@@ -472,11 +529,13 @@ struct FileStore {
 #[serde(deny_unknown_fields)]
 struct FileExpiry {
     cutoff: Option<String>,
-    warn_before: Option<Vec<String>>,
+    /// Durations in humantime's syntax: "15m", "1h30m", "90s", "2d".
+    warn_before: Option<Vec<humantime_serde::Serde<Duration>>>,
     reminder: Option<String>,
     #[serde(default)]
     holidays: Vec<String>,
-    verify_every: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    verify_every: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -651,15 +710,106 @@ mod tests {
         assert_eq!(under.notify.open_command[0], "systemd-run");
     }
 
+    fn load_toml(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut vars = vars.to_vec();
+        vars.push(("KITED_CONFIG", path.to_str().unwrap()));
+        load(flags("p"), &vars)
+    }
+
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "m", "15", "15x", "-1m", "1.5h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+        let config = load_toml(
+            "[kite]\ntimeout = \"250ms\"\n[expiry]\nverify_every = \"1h30m\"\nwarn_before = [\"2s\", \"15m\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.kite_timeout, Duration::from_millis(250));
+        assert_eq!(config.expiry.verify_every, Duration::from_secs(5400));
+        assert_eq!(
+            config.expiry.warn_before,
+            vec![Duration::from_secs(900), Duration::from_secs(2)]
+        );
+        for bad in ["", "m", "15", "15x", "-1m", "1h-5m"] {
+            let err = load_toml(&format!("[kite]\ntimeout = {bad:?}\n"), &[]).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("line 2"), "{bad}: {err}");
         }
+        for zero in [
+            "[kite]\ntimeout = \"0s\"\n",
+            "[expiry]\nverify_every = \"0s\"\n",
+        ] {
+            assert!(load_toml(zero, &[]).is_err(), "{zero}");
+        }
+    }
+
+    #[test]
+    fn reminder_is_parsed_at_load() {
+        let default = load(flags("p"), &[]).unwrap();
+        assert_eq!(default.expiry.reminder.as_str(), DEFAULT_REMINDER);
+        let five_fields = load_toml("[expiry]\nreminder = \"30 8 * * Mon-Fri\"\n", &[]).unwrap();
+        assert_eq!(five_fields.expiry.reminder.as_str(), "30 8 * * Mon-Fri");
+        for bad in ["not cron", "0 45 8 * * Mon-Fry", "61 * * * *", ""] {
+            let err = load_toml(&format!("[expiry]\nreminder = {bad:?}\n"), &[]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        key: "expiry.reminder",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn testing_knobs_come_from_the_environment_and_are_checked() {
+        let plain = load(flags("p"), &[]).unwrap();
+        assert_eq!(plain.testing, Testing::default());
+        assert_eq!(plain.command_timeout(), crate::notify::COMMAND_TIMEOUT);
+        let set = load(
+            flags("p"),
+            &[
+                ("KITED_FAKE_NOW", "2026-11-23T08:44:50+05:30"),
+                ("KITED_COMMAND_TIMEOUT_MS", "250"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            set.testing.fake_now.unwrap().to_rfc3339(),
+            "2026-11-23T08:44:50+05:30"
+        );
+        assert_eq!(set.command_timeout(), Duration::from_millis(250));
+        for (key, bad) in [
+            ("KITED_FAKE_NOW", "yesterday"),
+            ("KITED_COMMAND_TIMEOUT_MS", "0"),
+            ("KITED_COMMAND_TIMEOUT_MS", "soon"),
+        ] {
+            let err = load(flags("p"), &[(key, bad)]).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn callback_url_prefers_the_public_url() {
+        let local = load(flags("p"), &[]).unwrap();
+        assert_eq!(
+            local.callback_url(4242),
+            "http://127.0.0.1:4242/auth/callback"
+        );
+        let public = load(
+            flags("p"),
+            &[("KITED_PUBLIC_URL", "https://kite.example.com/")],
+        )
+        .unwrap();
+        assert_eq!(
+            public.callback_url(4242),
+            "https://kite.example.com/auth/callback"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::clock;
 use crate::config::{Config, Flags, SecretSource};
 use crate::events::EventBus;
 use crate::session::Session;
+use crate::settings::Settings;
 use crate::store::Store;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     // Everything kited creates (sled's files included) is private whatever the caller's umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     init_logging();
-    let config = Arc::new(Config::from_process(&flags)?);
+    let config = Config::from_process(&flags)?;
     // One thread: the work is tiny and I/O bound, and an idle daemon should have nothing awake.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -31,23 +32,22 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
+async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     // Before READY=1: a SIGTERM that follows it at once must stop kited cleanly, not kill it
     // with the default action. Signals that arrive while starting wait for the loop below.
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let store = Store::open(&config.state_dir, &config.profile)?;
-    let now = clock_from_env()?;
-    let events = EventBus::new(now.clone());
-    let session = Session::new(config.clone(), store, events, now)?;
-
+    let now = clock_for(&config);
     let socket = crate::ipc::bind(&config.socket)?;
     let http = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
     let bound = http.local_addr().context("HTTP listener has no address")?;
-    session.set_bound_http(bound);
+    let events = EventBus::new(now.clone());
+    let session = Session::new(Settings::new(config, bound), store, events, now)?;
+    let config = session.config();
 
     if !config.is_configured() {
         tracing::warn!(
@@ -117,16 +117,14 @@ async fn serve(flags: Flags, config: Arc<Config>) -> anyhow::Result<()> {
 }
 
 /// The daemon's clock: the wall clock, or — for tests that must not wait for 06:00 — the wall
-/// clock moved so that it read `KITED_FAKE_NOW` (RFC 3339) when kited started.
-fn clock_from_env() -> anyhow::Result<clock::Now> {
-    let Ok(fake) = std::env::var("KITED_FAKE_NOW") else {
-        return Ok(clock::system_now());
+/// clock moved so that it read `KITED_FAKE_NOW` when kited started.
+fn clock_for(config: &Config) -> clock::Now {
+    let Some(fake) = config.testing.fake_now else {
+        return clock::system_now();
     };
-    let start = chrono::DateTime::parse_from_rfc3339(&fake)
-        .with_context(|| format!("KITED_FAKE_NOW={fake:?} is not an RFC 3339 time"))?;
-    let skew = start.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let skew = fake.with_timezone(&chrono::Utc) - chrono::Utc::now();
     tracing::warn!("KITED_FAKE_NOW is set: the clock reads {fake} (testing only)");
-    Ok(Arc::new(move || chrono::Utc::now() + skew))
+    Arc::new(move || chrono::Utc::now() + skew)
 }
 
 /// SIGHUP: re-reads the whole config; a bad one is reported and the old one kept. Tells systemd
@@ -149,14 +147,17 @@ fn reload(flags: &Flags, session: &Session) {
                     "http.listen, ipc.socket and store.dir take effect only after a restart"
                 );
             }
-            session.reload(Arc::new(new));
-            tracing::info!("SIGHUP: configuration reloaded");
+            session.reload(new);
+            tracing::info!(
+                callback = %session.callback_url(),
+                "SIGHUP: configuration reloaded"
+            );
             status_line(session)
         }
         Err(e) => {
-            tracing::error!("SIGHUP: keeping the old configuration: {e}");
+            tracing::error!("SIGHUP: reload refused, keeping the old configuration: {e}");
             format!(
-                "reload failed, old configuration kept; {}",
+                "reload failed, old configuration kept ({e}); {}",
                 status_line(session)
             )
         }
@@ -205,7 +206,7 @@ fn status_line(session: &Session) -> String {
 /// event), never on a timer.
 async fn report_status(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
-    let mut config = session.watch_config();
+    let mut config = session.watch_settings();
     let mut events = session.events().subscribe();
     loop {
         tokio::select! {
@@ -322,13 +323,7 @@ where
 /// `kited check-config`: the resolved settings (secret as set/missing) and the callback URL.
 pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
     let config = Config::from_process(flags)?;
-    let callback = format!(
-        "{}/auth/callback",
-        config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()))
-    );
+    let callback = config.callback_url(config.listen.port());
     let unit_secret = unit_secret_file(&config.profile);
     let (secret, secret_ok, secret_path) = describe_secret(&config, &unit_secret);
     let file = if config.config_file_found {
@@ -349,7 +344,10 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
         ("kite.api_secret", secret),
         ("kite.api_root", config.api_root.clone()),
         ("kite.login_url", config.login_url.clone()),
-        ("kite.timeout", format!("{:?}", config.kite_timeout)),
+        (
+            "kite.timeout",
+            humantime::format_duration(config.kite_timeout).to_string(),
+        ),
         (
             "kite.user_id",
             config
@@ -372,11 +370,14 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
                 .expiry
                 .warn_before
                 .iter()
-                .map(|d| format!("{}m", d.as_secs() / 60))
+                .map(|d| humantime::format_duration(*d).to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        ("expiry.reminder", config.expiry.reminder.clone()),
+        (
+            "expiry.reminder",
+            format!("{} (IST)", config.expiry.reminder.as_str()),
+        ),
         (
             "expiry.holidays",
             config
@@ -389,7 +390,7 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
         ),
         (
             "expiry.verify_every",
-            format!("{:?}", config.expiry.verify_every),
+            humantime::format_duration(config.expiry.verify_every).to_string(),
         ),
         ("notify.desktop", config.notify.desktop.to_string()),
         ("notify.command", config.notify.command.join(" ")),

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// Keeps the env file in step with the token until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
-    let mut config = session.watch_config();
+    let mut config = session.watch_settings();
     // Subscribed once, before the first write, so an expiry is never missed between two.
     let mut events = session.events().subscribe();
     let mut last_written: Option<(PathBuf, String)> = None;

@@ -281,6 +281,7 @@ mod tests {
     use crate::clock::{self, Now};
     use crate::config::{Config, Flags};
     use crate::events::EventBus;
+    use crate::settings::Settings;
     use crate::store::Store;
     use crate::token::TokenRecord;
     use std::collections::HashMap;
@@ -313,8 +314,8 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Utc);
         let now: Now = Arc::new(move || fixed);
-        let session =
-            Session::new(Arc::new(config), store, EventBus::new(now.clone()), now).unwrap();
+        let settings = Settings::new(config, "127.0.0.1:8079".parse().unwrap());
+        let session = Session::new(settings, store, EventBus::new(now.clone()), now).unwrap();
         Fixture { session, _dir: dir }
     }
 

@@ -14,6 +14,7 @@ mod notify;
 mod page;
 mod schedule;
 mod session;
+mod settings;
 mod store;
 mod token;
 

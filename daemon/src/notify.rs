@@ -23,28 +23,14 @@ const DBUS_TIMEOUT: Duration = Duration::from_secs(5);
 const ACTION_WAIT: Duration = Duration::from_secs(6 * 3600);
 /// How long `notify.command` may run before it (and everything it started) is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Overrides [`COMMAND_TIMEOUT`] in milliseconds (tests use a short one).
-pub const COMMAND_TIMEOUT_ENV: &str = "KITED_COMMAND_TIMEOUT_MS";
 /// The action key of the "Log in" button.
 const LOGIN_ACTION: &str = "login";
-
-/// [`COMMAND_TIMEOUT`], or `KITED_COMMAND_TIMEOUT_MS` when that is a positive number.
-pub fn command_timeout() -> Duration {
-    timeout_from(std::env::var(COMMAND_TIMEOUT_ENV).ok().as_deref())
-}
-
-fn timeout_from(ms: Option<&str>) -> Duration {
-    ms.and_then(|ms| ms.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map_or(COMMAND_TIMEOUT, Duration::from_millis)
-}
 
 /// Delivers every event from the bus until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut events = session.events().subscribe();
     // One warning per outage of the notification service, not one per event.
     let bus_warned = Arc::new(AtomicBool::new(false));
-    let timeout = command_timeout();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -59,7 +45,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             tokio::spawn(run_command(
                 config.notify.command.clone(),
                 event.clone(),
-                timeout,
+                config.command_timeout(),
             ));
         }
         if config.notify.desktop && wants_desktop(&event.kind) {
@@ -206,7 +192,8 @@ pub async fn open_login(session: &Session) {
             return;
         }
     };
-    let argv = session.config().notify.open_command.clone();
+    let config = session.config();
+    let argv = config.notify.open_command.clone();
     let Some((program, args)) = argv.split_first() else {
         return;
     };
@@ -222,7 +209,7 @@ pub async fn open_login(session: &Session) {
         Ok(mut child) => {
             tracing::info!("opened the Kite login page with {program}");
             // A browser may stay in the foreground of its launcher; leave it running.
-            let _ = tokio::time::timeout(command_timeout(), child.wait()).await;
+            let _ = tokio::time::timeout(config.command_timeout(), child.wait()).await;
         }
         Err(e) => tracing::warn!("cannot run {program} to open the login page: {e}"),
     }
@@ -281,14 +268,6 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn command_timeout_from_env() {
-        assert_eq!(timeout_from(None), COMMAND_TIMEOUT);
-        assert_eq!(timeout_from(Some("250")), Duration::from_millis(250));
-        assert_eq!(timeout_from(Some("0")), COMMAND_TIMEOUT);
-        assert_eq!(timeout_from(Some("soon")), COMMAND_TIMEOUT);
-    }
 
     #[tokio::test]
     async fn hanging_commands_are_killed_with_their_children() {

@@ -145,22 +145,6 @@ pub fn is_trading_day(date: chrono::NaiveDate, expiry: &Expiry) -> bool {
     !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !expiry.holidays.contains(&date)
 }
 
-/// The next reminder strictly after `after`, from the cron expression in IST.
-pub fn next_reminder(expression: &str, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let cron = parse_reminder(expression).ok()?;
-    cron.find_next_occurrence(&clock::ist(after), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Parses `expiry.reminder` (cron with optional seconds field, IST).
-pub fn parse_reminder(expression: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .build()
-        .parse(expression)
-        .map_err(|e| format!("expiry.reminder {expression:?} is not a cron expression: {e}"))
-}
-
 /// Runs the schedule until `shutdown`. Replans on a new token, a reload, or a clock jump.
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let alarm = match WallAlarm::new() {
@@ -171,7 +155,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
         }
     };
     let mut token_changes = session.watch_token();
-    let mut config_changes = session.watch_config();
+    let mut config_changes = session.watch_settings();
     let mut done = Done::default();
     let mut reminder_from = session.now();
     loop {
@@ -179,7 +163,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
         let token = session.current();
         let config = session.config();
         done.follow(token.as_deref(), now);
-        let reminder_next = next_reminder(&config.expiry.reminder, reminder_from);
+        let reminder_next = config.expiry.reminder.next_after(reminder_from);
         let plan = plan(now, token.as_deref(), &config.expiry, &done, reminder_next);
         if !plan.due.is_empty() {
             for action in plan.due {
@@ -321,13 +305,14 @@ async fn renew(session: &Session, token: Option<&TokenRecord>, done: &mut Done) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Reminder;
     use crate::token::Secret;
 
     fn expiry() -> Expiry {
         Expiry {
             cutoff: clock::default_cutoff(),
             warn_before: vec![Duration::from_secs(3600), Duration::from_secs(900)],
-            reminder: crate::config::DEFAULT_REMINDER.into(),
+            reminder: Reminder::parse(crate::config::DEFAULT_REMINDER).unwrap(),
             holidays: vec!["2026-12-25".parse().unwrap()],
             verify_every: Duration::from_secs(1800),
         }
@@ -488,12 +473,11 @@ mod tests {
     fn reminder_is_weekdays_at_0845_ist() {
         let friday_evening = utc("2026-11-27 18:00:00");
         assert_eq!(
-            next_reminder(crate::config::DEFAULT_REMINDER, friday_evening),
+            expiry().reminder.next_after(friday_evening),
             Some(utc("2026-11-30 08:45:00"))
         );
         assert!(is_trading_day("2026-11-30".parse().unwrap(), &expiry()));
         assert!(!is_trading_day("2026-11-29".parse().unwrap(), &expiry()));
         assert!(!is_trading_day("2026-12-25".parse().unwrap(), &expiry()));
-        assert!(parse_reminder("not cron").is_err());
     }
 }

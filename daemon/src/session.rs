@@ -7,12 +7,13 @@ use crate::clock::{self, Now};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::kite::{KiteClient, KiteError, SessionData};
+use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::token::{Secret, TokenRecord};
 use kite_proto::{ErrorKind, EventKind, TokenState, TokenStatus, WireError};
 use rand::Rng;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -116,8 +117,8 @@ pub struct Session {
 }
 
 struct Inner {
-    config: RwLock<Arc<Config>>,
-    kite: RwLock<Option<KiteClient>>,
+    /// The settings in force; receivers wake on every reload (the schedule and notifier replan).
+    settings: watch::Sender<Arc<Settings>>,
     store: Arc<Store>,
     /// The current token; receivers wake when it changes (`get_token --wait`).
     token: watch::Sender<Option<Arc<TokenRecord>>>,
@@ -127,42 +128,38 @@ struct Inner {
     exchange_lock: tokio::sync::Mutex<()>,
     events: EventBus,
     now: Now,
-    /// `<public url>/auth/callback`.
-    callback_url: RwLock<String>,
-    /// Bumped on every reload, so the schedule and notifier replan.
-    config_generation: watch::Sender<u64>,
 }
 
 impl Session {
     /// Builds the session around an open store, loading the stored token.
     pub fn new(
-        config: Arc<Config>,
+        settings: Settings,
         store: Store,
         events: EventBus,
         now: Now,
     ) -> Result<Session, StoreError> {
         let stored = store.load_token()?.map(Arc::new);
-        let kite = kite_client(&config);
-        let callback_url = callback_url_for(&config, config.listen);
         let (token, _) = watch::channel(stored);
         Ok(Session {
             inner: Arc::new(Inner {
-                config: RwLock::new(config),
-                kite: RwLock::new(kite),
+                settings: watch::channel(Arc::new(settings)).0,
                 store: Arc::new(store),
                 token,
                 login_states: Mutex::new(HashMap::new()),
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
                 now,
-                callback_url: RwLock::new(callback_url),
-                config_generation: watch::channel(0).0,
             }),
         })
     }
 
+    /// The settings in force now (one consistent snapshot).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.borrow().clone()
+    }
+
     pub fn config(&self) -> Arc<Config> {
-        self.inner.config.read().expect("config lock").clone()
+        self.settings().config.clone()
     }
 
     pub fn events(&self) -> &EventBus {
@@ -173,30 +170,21 @@ impl Session {
         (self.inner.now)()
     }
 
-    /// Tells the session which address the HTTP server really bound (port 0 resolves late).
-    pub fn set_bound_http(&self, addr: std::net::SocketAddr) {
-        let url = callback_url_for(&self.config(), addr);
-        *self.inner.callback_url.write().expect("callback lock") = url;
-    }
-
     pub fn callback_url(&self) -> String {
-        self.inner
-            .callback_url
-            .read()
-            .expect("callback lock")
-            .clone()
+        self.settings().callback_url.clone()
     }
 
-    /// Swaps in a reloaded configuration. The token and the listeners stay as they are.
-    pub fn reload(&self, config: Arc<Config>) {
-        *self.inner.kite.write().expect("kite lock") = kite_client(&config);
-        *self.inner.config.write().expect("config lock") = config;
-        self.inner.config_generation.send_modify(|g| *g += 1);
+    /// Swaps in a reloaded configuration, with the Kite client and callback URL built from it,
+    /// as one. The token and the listeners stay as they are.
+    pub fn reload(&self, config: Config) {
+        self.inner
+            .settings
+            .send_modify(|settings| *settings = Arc::new(settings.reloaded(config)));
     }
 
     /// A receiver that changes on every reload.
-    pub fn watch_config(&self) -> watch::Receiver<u64> {
-        self.inner.config_generation.subscribe()
+    pub fn watch_settings(&self) -> watch::Receiver<Arc<Settings>> {
+        self.inner.settings.subscribe()
     }
 
     /// The current token record, whatever its state.
@@ -302,22 +290,25 @@ impl Session {
     }
 
     fn kite(&self) -> Result<KiteClient, SessionError> {
+        kite_in(&self.settings())
+    }
+
+    /// The outstanding login states. The lock is held only for map updates that cannot panic,
+    /// so a poisoned lock still holds a consistent map.
+    fn login_states(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
         self.inner
-            .kite
-            .read()
-            .expect("kite lock")
-            .clone()
-            .ok_or_else(|| {
-                SessionError::NotConfigured(self.config().config_path.display().to_string())
-            })
+            .login_states
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A login URL carrying a fresh single-use `state`, and the callback URL to register.
     pub fn login_url(&self) -> Result<(String, String), SessionError> {
-        let kite = self.kite()?;
+        let settings = self.settings();
+        let kite = kite_in(&settings)?;
         let state = hex_token();
         {
-            let mut states = self.inner.login_states.lock().expect("states lock");
+            let mut states = self.login_states();
             states.retain(|_, made| made.elapsed() < LOGIN_STATE_TTL);
             while states.len() >= MAX_LOGIN_STATES {
                 let oldest = states
@@ -329,7 +320,7 @@ impl Session {
             }
             states.insert(state.clone(), Instant::now());
         }
-        let mut url = url::Url::parse(&self.config().login_url)
+        let mut url = url::Url::parse(&settings.config.login_url)
             .map_err(|e| SessionError::BadRequest(format!("kite.login_url is not a URL: {e}")))?;
         let redirect_params = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("state", &state)
@@ -338,12 +329,12 @@ impl Session {
             .append_pair("v", "3")
             .append_pair("api_key", kite.api_key())
             .append_pair("redirect_params", &redirect_params);
-        Ok((url.to_string(), self.callback_url()))
+        Ok((url.to_string(), settings.callback_url.clone()))
     }
 
     /// Uses up a login `state`: true once for each one handed out within its lifetime.
     fn take_state(&self, state: &str) -> bool {
-        let mut states = self.inner.login_states.lock().expect("states lock");
+        let mut states = self.login_states();
         matches!(states.remove(state), Some(made) if made.elapsed() < LOGIN_STATE_TTL)
     }
 
@@ -567,21 +558,11 @@ impl Session {
     }
 }
 
-fn kite_client(config: &Config) -> Option<KiteClient> {
-    Some(KiteClient::new(
-        &config.api_root,
-        config.api_key.as_deref()?,
-        config.api_secret.clone()?,
-        config.kite_timeout,
-    ))
-}
-
-fn callback_url_for(config: &Config, bound: std::net::SocketAddr) -> String {
-    let base = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", bound.port()));
-    format!("{}/auth/callback", base.trim_end_matches('/'))
+/// The Kite client of `settings`, or why there is none.
+fn kite_in(settings: &Settings) -> Result<KiteClient, SessionError> {
+    settings.kite.clone().ok_or_else(|| {
+        SessionError::NotConfigured(settings.config.config_path.display().to_string())
+    })
 }
 
 /// 128 random bits as hex: an unguessable login `state`.

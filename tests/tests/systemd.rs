@@ -370,6 +370,137 @@ fn broken_config_at_start_exits_78_with_one_line() {
     );
 }
 
+#[test]
+fn a_reminder_that_is_not_cron_is_a_config_error_at_start() {
+    let sim = sim();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml("[expiry]\nreminder = \"0 45 8 * * Mon-Fry\"\n")
+        .spawn();
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("kited should refuse a reminder it cannot parse");
+    assert_eq!(exit.code(), Some(78), "EX_CONFIG; log:\n{}", daemon.log());
+    let log = daemon.log();
+    let lines = daemon_lines(&log);
+    assert_eq!(lines.len(), 1, "one line:\n{log}");
+    assert!(
+        lines[0].contains("expiry.reminder") && lines[0].contains("Mon-Fry"),
+        "{log}"
+    );
+}
+
+/// Reads `watch` events from a raw socket subscription.
+struct EventLines {
+    stream: std::os::unix::net::UnixStream,
+    lines: std::io::Lines<std::io::BufReader<std::os::unix::net::UnixStream>>,
+}
+
+impl EventLines {
+    fn subscribe(daemon: &Daemon) -> EventLines {
+        use std::io::{BufRead, Write};
+        let stream = daemon.connect_ipc();
+        (&stream).write_all(b"{\"op\":\"watch\"}\n").unwrap();
+        let mut lines = std::io::BufReader::new(stream.try_clone().unwrap()).lines();
+        let first = lines.next().expect("a first line").expect("read");
+        assert_eq!(first, r#"{"ok":true}"#);
+        EventLines { stream, lines }
+    }
+
+    /// Reads until an event named `name` arrives within `within`.
+    fn expect(&mut self, name: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Some(Ok(line)) = self.lines.next() else {
+                break;
+            };
+            let event: Value = serde_json::from_str(&line).unwrap();
+            if event["event"] == name {
+                return event;
+            }
+            seen.push(line);
+        }
+        panic!("no {name} event within {within:?}; saw {seen:?}");
+    }
+}
+
+#[test]
+fn sighup_with_a_bad_reminder_is_refused_and_the_old_schedule_kept() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let every_second = format!("{QUIET}[expiry]\nreminder = \"*/1 * * * * *\"\n");
+    // Monday 2026-11-23, a trading day, before the default reminder time: only the configured
+    // every-second reminder can fire within the test.
+    let daemon = Daemon::builder(&sim)
+        .config_toml(&every_second)
+        .env("KITED_FAKE_NOW", "2026-11-23T07:00:00+05:30")
+        .env("NOTIFY_SOCKET", notify.path())
+        .start();
+    notify.wait_for("READY=1", || daemon.log());
+    let mut events = EventLines::subscribe(&daemon);
+    events.expect("login_required", Duration::from_secs(5));
+
+    daemon.write_config(&format!("{QUIET}[expiry]\nreminder = \"every morning\"\n"));
+    daemon.signal(Signal::HUP);
+    notify.wait_for("RELOADING=1", || daemon.log());
+    let done = notify.wait_for("READY=1", || daemon.log());
+    assert!(
+        done.contains("reload failed") && done.contains("expiry.reminder"),
+        "systemd is told why: {done:?}"
+    );
+    assert!(
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("expiry.reminder")),
+        "the log says why:\n{}",
+        daemon.log()
+    );
+    // The old every-second schedule still runs.
+    events.expect("login_required", Duration::from_secs(5));
+    events.expect("login_required", Duration::from_secs(5));
+}
+
+#[test]
+fn sighup_moves_the_callback_url_to_a_new_public_url() {
+    let sim = sim();
+    let mut notify = NotifySocket::new();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(QUIET)
+        .env("NOTIFY_SOCKET", notify.path())
+        .start();
+    notify.wait_for("READY=1", || daemon.log());
+    let route = |daemon: &Daemon| {
+        let reply = daemon.http("GET", "/api/token/callback-url", &[], b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let body: Value = serde_json::from_str(&reply.text()).unwrap();
+        body["callback_url"].as_str().unwrap().to_string()
+    };
+    assert_eq!(route(&daemon), daemon.callback_url());
+
+    let public = "https://kite.example.com/auth/callback";
+    daemon.write_config(&format!(
+        "{QUIET}[http]\npublic_url = \"https://kite.example.com\"\n"
+    ));
+    daemon.signal(Signal::HUP);
+    notify.wait_for("RELOADING=1", || daemon.log());
+    let done = notify.wait_for("READY=1", || daemon.log());
+    assert!(!done.contains("reload failed"), "{done:?}");
+    assert_eq!(route(&daemon), public, "GET /api/token/callback-url");
+    let answer = daemon.request(&json!({"op": "login_url"}));
+    assert_eq!(answer["callback_url"], public, "{answer}");
+    let login = daemon.ctl(&["login"]);
+    assert!(ok(&login), "{}", text(&login.stderr));
+    assert!(
+        text(&login.stderr).contains(public),
+        "kitectl login names the new callback URL: {}",
+        text(&login.stderr)
+    );
+}
+
 /// `kited ARGS` with a clean environment rooted at `home` (XDG dirs below it).
 fn kited_in(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin("kited"));
