@@ -159,9 +159,42 @@ Examples:
         #[arg(value_name = "SHELL")]
         shell: Shell,
     },
+    /// Write the profile's config and api secret files, then enable and start its user service.
+    #[command(after_help = "\
+Examples:
+  kitectl setup                                   asks for the api key and secret
+  kitectl setup --api-key abc123xyz --api-secret-file ~/secret.txt
+  pass kite/secret | kitectl --profile prod setup --api-key abc123xyz --api-secret-file -
+
+Writes $XDG_CONFIG_HOME/kited/PROFILE.toml and PROFILE.api-secret (0600, in a 0700 directory),
+prints the redirect URL to register on developers.kite.trade, then runs `systemctl --user enable
+--now` for kited (or kited@PROFILE). Existing files are left alone without --force (exit 1);
+bad input exits 2 and writes nothing.")]
+    Setup(SetupFlags),
     /// Print the man page (roff).
     #[command(after_help = "Example:\n  kitectl man > ~/.local/share/man/man1/kitectl.1")]
     Man,
+}
+
+/// `kitectl setup`'s flags.
+#[derive(Debug, PartialEq, Eq, Args)]
+pub struct SetupFlags {
+    /// The app's api key (6-32 letters and digits); asked for on a terminal when missing.
+    #[arg(long, value_name = "KEY", value_parser = crate::answers::api_key)]
+    pub api_key: Option<String>,
+    /// A file holding the api secret, or - to read it from stdin; asked for (unechoed) on a
+    /// terminal when missing.
+    #[arg(long, value_name = "PATH|-")]
+    pub api_secret_file: Option<PathBuf>,
+    /// The https URL where a reverse proxy serves kited (scheme, host, optional port; no path).
+    #[arg(long, value_name = "URL", value_parser = crate::answers::public_url)]
+    pub public_url: Option<String>,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Only write the files; do not enable or start the systemd user service.
+    #[arg(long)]
+    pub no_systemd: bool,
 }
 
 /// `kitectl [--profile NAME] [--socket PATH] get-token [--json] [--wait SECS]`, recognised by

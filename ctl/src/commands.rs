@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> u8 {
             print(&script)
         }
         Command::Man => man(),
+        Command::Setup(args) => crate::setup::run(&target.profile, &args),
     };
     finish(outcome, &target)
 }

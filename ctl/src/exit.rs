@@ -35,6 +35,8 @@ pub enum Failure {
     Client(ClientError),
     /// Something local went wrong; the message is printed as is (exit 1).
     Local(String),
+    /// The input was unusable; the message is printed as is (exit 2).
+    Usage(String),
     /// stdout was closed under us (`kitectl status | head -1`): stop without a word.
     StdoutClosed,
 }
@@ -53,6 +55,7 @@ pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
         }
         Failure::Client(e) => (Some(e.to_string()), e.exit_code()),
         Failure::Local(message) => (Some(message.clone()), FAILURE),
+        Failure::Usage(message) => (Some(message.clone()), USAGE),
         Failure::StdoutClosed => (None, OK),
     }
 }

@@ -1,9 +1,11 @@
 //! kitectl: the synchronous client of kited. Plain `get-token` skips clap (see `cli`).
 
+mod answers;
 mod cli;
 mod client;
 mod commands;
 mod exit;
+mod setup;
 
 use clap::Parser;
 use std::ffi::OsString;

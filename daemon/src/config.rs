@@ -22,6 +22,9 @@ const DEFAULT_WARN_BEFORE: [Duration; 2] =
 pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
 /// The file systemd's `LoadCredential=` puts the secret in.
 pub const CREDENTIAL_NAME: &str = "kite-api-secret";
+/// `$XDG_CONFIG_HOME/kited/PROFILE` + this: the secret file `kitectl setup` writes, the units'
+/// `LoadCredential=` reads, and a kited started by hand reads last.
+pub const PROFILE_SECRET_SUFFIX: &str = ".api-secret";
 
 /// A problem with the configuration, named so a person can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum SecretSource {
     Env,
     File(PathBuf),
     Credential(PathBuf),
+    /// `$XDG_CONFIG_HOME/kited/PROFILE.api-secret`, the last source.
+    ProfileFile(PathBuf),
     Missing,
 }
 
@@ -69,6 +74,8 @@ pub struct Config {
     pub api_key: Option<String>,
     pub api_secret: Option<Secret>,
     pub secret_source: SecretSource,
+    /// `$XDG_CONFIG_HOME/kited/PROFILE.api-secret`, whether or not it exists.
+    pub profile_secret_file: PathBuf,
     pub api_root: String,
     pub login_url: String,
     pub kite_timeout: Duration,
@@ -201,15 +208,12 @@ impl Config {
                 .unwrap_or_else(|| home.join(fallback))
         };
 
+        let config_dir = xdg("XDG_CONFIG_HOME", ".config").join("kited");
+        let profile_secret_file = config_dir.join(format!("{profile}{PROFILE_SECRET_SUFFIX}"));
         let (config_path, explicit_config) = match (&flags.config, env("KITED_CONFIG")) {
             (Some(path), _) => (path.clone(), true),
             (None, Some(path)) => (PathBuf::from(path), true),
-            (None, None) => (
-                xdg("XDG_CONFIG_HOME", ".config")
-                    .join("kited")
-                    .join(format!("{profile}.toml")),
-                false,
-            ),
+            (None, None) => (config_dir.join(format!("{profile}.toml")), false),
         };
         let (file, config_file_found) = match std::fs::read_to_string(&config_path) {
             Ok(text) => (parse_file(&config_path, &text)?, true),
@@ -228,7 +232,7 @@ impl Config {
             .or(file.kite.api_key.clone())
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty());
-        let (api_secret, secret_source) = match resolve_secret(&file, &env)? {
+        let (api_secret, secret_source) = match resolve_secret(&file, &env, &profile_secret_file)? {
             // An empty secret can never produce a valid checksum: call it missing, loudly.
             (Some(secret), _) if secret.expose().trim().is_empty() => (None, SecretSource::Missing),
             resolved => resolved,
@@ -299,6 +303,7 @@ impl Config {
             api_key,
             api_secret,
             secret_source,
+            profile_secret_file,
             api_root,
             login_url,
             kite_timeout,
@@ -360,6 +365,7 @@ fn parse_file(path: &Path, text: &str) -> Result<File, ConfigError> {
 fn resolve_secret(
     file: &File,
     env: &dyn Fn(&str) -> Option<String>,
+    profile_secret_file: &Path,
 ) -> Result<(Option<Secret>, SecretSource), ConfigError> {
     if let Some(secret) = env("KITE_API_SECRET") {
         return Ok((Some(Secret::new(secret.trim())), SecretSource::Env));
@@ -380,6 +386,13 @@ fn resolve_secret(
         if path.exists() {
             return Ok((Some(read(&path)?), SecretSource::Credential(path)));
         }
+    }
+    if profile_secret_file.exists() {
+        let secret = read(profile_secret_file)?;
+        return Ok((
+            Some(secret),
+            SecretSource::ProfileFile(profile_secret_file.to_path_buf()),
+        ));
     }
     Ok((None, SecretSource::Missing))
 }
@@ -651,6 +664,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.api_secret.unwrap().expose(), "envsecret");
+    }
+
+    #[test]
+    fn profile_secret_file_is_the_last_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let kited = dir.path().join("kited");
+        std::fs::create_dir(&kited).unwrap();
+        let file = kited.join("dev.api-secret");
+        std::fs::write(&file, "filesecret\n").unwrap();
+        let home = dir.path().to_str().unwrap();
+        let config = load(flags("dev"), &[("XDG_CONFIG_HOME", home)]).unwrap();
+        assert_eq!(config.api_secret.unwrap().expose(), "filesecret");
+        assert_eq!(
+            config.secret_source,
+            SecretSource::ProfileFile(file.clone())
+        );
+        let cred = dir.path().join(CREDENTIAL_NAME);
+        std::fs::write(&cred, "credsecret\n").unwrap();
+        let config = load(
+            flags("dev"),
+            &[("XDG_CONFIG_HOME", home), ("CREDENTIALS_DIRECTORY", home)],
+        )
+        .unwrap();
+        assert_eq!(config.secret_source, SecretSource::Credential(cred));
+        let other = load(flags("prod"), &[("XDG_CONFIG_HOME", home)]).unwrap();
+        assert_eq!(other.secret_source, SecretSource::Missing);
     }
 
     #[test]

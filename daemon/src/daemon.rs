@@ -324,8 +324,7 @@ where
 pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
     let config = Config::from_process(flags)?;
     let callback = config.callback_url(config.listen.port());
-    let unit_secret = unit_secret_file(&config.profile);
-    let (secret, secret_ok, secret_path) = describe_secret(&config, &unit_secret);
+    let (secret, secret_ok, secret_path) = describe_secret(&config);
     let file = if config.config_file_found {
         ""
     } else {
@@ -426,34 +425,26 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
         _ => "the api secret is",
     };
     eprintln!(
-        "kited: not configured: {missing} missing; set kite.api_key (or KITE_API_KEY) and put the \
-         secret in {} (read by the systemd unit), kite.api_secret_file or KITE_API_SECRET",
-        unit_secret.display()
+        "kited: not configured: {missing} missing; run `kitectl{} setup` (or set kite.api_key or \
+         KITE_API_KEY, and put the secret in {})",
+        profile_flag(&config.profile),
+        config.profile_secret_file.display()
     );
     Ok(ExitCode::FAILURE)
 }
 
-/// The file the systemd units hand to kited with `LoadCredential=`:
-/// `$XDG_CONFIG_HOME/kited/PROFILE.api-secret` (systemd's `%E/kited/%i.api-secret`).
-fn unit_secret_file(profile: &str) -> PathBuf {
-    let config_home = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join(".config")
-        });
-    config_home
-        .join("kited")
-        .join(format!("{profile}.api-secret"))
+/// ` --profile NAME` for a command line, or nothing for the default profile.
+fn profile_flag(profile: &str) -> String {
+    if profile == kite_proto::socket_path::DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    }
 }
 
 /// The `kite.api_secret` row (where the secret comes from, never its value), whether it is
-/// usable, and the file it lives in. `kited check-config` runs from a shell, outside systemd, so
-/// the unit's credential file counts too.
-fn describe_secret(config: &Config, unit_secret: &Path) -> (String, bool, Option<PathBuf>) {
+/// usable, and the file it lives in.
+fn describe_secret(config: &Config) -> (String, bool, Option<PathBuf>) {
     let empty = config.api_secret.as_ref().is_some_and(|s| s.is_empty());
     let state = if empty { "empty" } else { "set" };
     match &config.secret_source {
@@ -468,23 +459,20 @@ fn describe_secret(config: &Config, unit_secret: &Path) -> (String, bool, Option
             !empty,
             None,
         ),
-        SecretSource::Missing => match std::fs::metadata(unit_secret) {
-            Ok(meta) if meta.is_file() && meta.len() > 0 => (
-                format!(
-                    "set for the systemd unit (LoadCredential= reads {}); missing for a kited \
-                     started by hand",
-                    unit_secret.display()
-                ),
-                true,
-                Some(unit_secret.to_path_buf()),
+        SecretSource::ProfileFile(p) => (
+            format!("{state} (the profile's secret file {})", p.display()),
+            !empty,
+            Some(p.clone()),
+        ),
+        SecretSource::Missing if config.profile_secret_file.exists() => (
+            format!(
+                "missing ({} is empty)",
+                config.profile_secret_file.display()
             ),
-            Ok(_) => (
-                format!("missing ({} is empty)", unit_secret.display()),
-                false,
-                None,
-            ),
-            Err(_) => ("missing".to_string(), false, None),
-        },
+            false,
+            None,
+        ),
+        SecretSource::Missing => ("missing".to_string(), false, None),
     }
 }
 

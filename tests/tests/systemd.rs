@@ -591,7 +591,8 @@ fn check_config_shows_where_the_secret_comes_from_never_the_value() {
         text(&out.stderr)
     );
 
-    // The file the systemd unit loads with LoadCredential= counts, and a loose mode is flagged.
+    // The file the systemd unit loads with LoadCredential= is also kited's own last source, and
+    // a loose mode is flagged.
     let unit_secret = config_dir.join("default.api-secret");
     fs::write(&unit_secret, format!("{SECRET}\n")).unwrap();
     fs::set_permissions(&unit_secret, fs::Permissions::from_mode(0o644)).unwrap();
@@ -600,7 +601,7 @@ fn check_config_shows_where_the_secret_comes_from_never_the_value() {
     assert!(ok(&out), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        rows(&stdout)["kite.api_secret"].contains("LoadCredential"),
+        rows(&stdout)["kite.api_secret"].contains("the profile's secret file"),
         "{stdout}"
     );
     assert!(stdout.contains("chmod 600"), "{stdout}");

@@ -1,0 +1,337 @@
+//! `kitectl setup`: writes a profile's config and secret files, then starts its user unit.
+
+use crate::answers;
+use crate::cli::SetupFlags;
+use crate::exit::{print, Failure};
+use kite_proto::socket_path::DEFAULT_PROFILE;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The redirect URL kited has at its default listen address (127.0.0.1:8079) without a public URL.
+const DEFAULT_CALLBACK_URL: &str = "http://127.0.0.1:8079/auth/callback";
+
+/// The profile's two files under `$XDG_CONFIG_HOME/kited/`.
+struct ProfileFiles {
+    dir: PathBuf,
+    config: PathBuf,
+    secret: PathBuf,
+}
+
+impl ProfileFiles {
+    fn for_profile(profile: &str) -> Result<ProfileFiles, Failure> {
+        let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                Some(home) => PathBuf::from(home).join(".config"),
+                None => {
+                    return Err(Failure::Local(
+                        "neither XDG_CONFIG_HOME nor HOME is set: no place for the config".into(),
+                    ))
+                }
+            },
+        };
+        let dir = config_home.join("kited");
+        Ok(ProfileFiles {
+            config: dir.join(format!("{profile}.toml")),
+            secret: dir.join(format!("{profile}.api-secret")),
+            dir,
+        })
+    }
+}
+
+/// The answers, all checked.
+struct Answers {
+    api_key: String,
+    api_secret: String,
+    public_url: Option<String>,
+}
+
+/// Runs `kitectl setup`.
+pub fn run(profile: &str, args: &SetupFlags) -> Result<(), Failure> {
+    let files = ProfileFiles::for_profile(profile)?;
+    if !args.force {
+        for path in [&files.config, &files.secret] {
+            if fs::symlink_metadata(path).is_ok() {
+                return Err(Failure::Local(format!(
+                    "{} already exists; left alone (run `kitectl setup --force` to replace it)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let answers = gather(args)?;
+    write_files(&files, &answers)?;
+    print(
+        format!(
+            "Wrote {} and {} (the api secret, mode 0600).\n",
+            files.config.display(),
+            files.secret.display()
+        )
+        .as_bytes(),
+    )?;
+    let callback = match &answers.public_url {
+        Some(url) => format!("{url}/auth/callback"),
+        None => DEFAULT_CALLBACK_URL.to_string(),
+    };
+    print(
+        format!(
+            "Register this redirect URL for your app on https://developers.kite.trade: {callback}\n"
+        )
+        .as_bytes(),
+    )?;
+    let profile_flag = if profile == DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    };
+    let started = if args.no_systemd {
+        print(format!("Start kited with `kited{profile_flag}`.\n").as_bytes())?;
+        Ok(())
+    } else {
+        start_unit(profile, &profile_flag)
+    };
+    print(format!("Next: kitectl{profile_flag} login --open\n").as_bytes())?;
+    started
+}
+
+/// Takes each value from its flag, else asks on the terminal, else fails naming it (exit 2).
+fn gather(args: &SetupFlags) -> Result<Answers, Failure> {
+    let terminal = answers::stdin_is_terminal();
+    let usage = Failure::Usage;
+    let api_key = match &args.api_key {
+        Some(key) => key.clone(),
+        None if terminal => answer(answers::ask(
+            "Kite api key (developers.kite.trade, your app): ",
+        ))?,
+        None => {
+            return Err(usage(
+                "no api key: give --api-key KEY (stdin is not a terminal to ask on)".into(),
+            ))
+        }
+    };
+    let api_key = answers::api_key(&api_key).map_err(usage)?;
+    let api_secret =
+        match &args.api_secret_file {
+            Some(path) if path.as_os_str() == "-" => read_secret(io::stdin().lock(), "stdin")?,
+            Some(path) => {
+                let file = fs::File::open(path).map_err(|e| {
+                    Failure::Usage(format!(
+                        "cannot read the api secret file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                read_secret(file, &path.display().to_string())?
+            }
+            None if terminal => answer(answers::ask_hidden("Kite api secret (not shown): "))?,
+            None => return Err(usage(
+                "no api secret: give --api-secret-file PATH, or --api-secret-file - to read it \
+                 from stdin (stdin is not a terminal to ask on)"
+                    .into(),
+            )),
+        };
+    let api_secret = answers::api_secret(&api_secret).map_err(usage)?;
+    let public_url = match &args.public_url {
+        Some(url) => Some(url.clone()),
+        None if terminal && args.api_secret_file.as_deref() != Some(Path::new("-")) => {
+            let url = answer(answers::ask(
+                "Public https URL of this kited behind a reverse proxy (Enter for none, the usual): ",
+            ))?;
+            Some(url).filter(|u| !u.trim().is_empty())
+        }
+        None => None,
+    };
+    let public_url = public_url
+        .map(|url| answers::public_url(&url))
+        .transpose()
+        .map_err(usage)?;
+    Ok(Answers {
+        api_key,
+        api_secret,
+        public_url,
+    })
+}
+
+/// An answer typed on the terminal; end of input is a usage error.
+fn answer(read: io::Result<Option<String>>) -> Result<String, Failure> {
+    match read {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(Failure::Usage(
+            "no answer (end of input); nothing written".into(),
+        )),
+        Err(e) => Err(Failure::Local(format!("cannot read the answer: {e}"))),
+    }
+}
+
+/// The first line of `source`, bounded: a secret is short, a huge file is a mistake.
+fn read_secret(source: impl Read, name: &str) -> Result<String, Failure> {
+    /// Kite secrets are 32 characters; anything past 4 KiB is not a secret file.
+    const MAX_SECRET_FILE: u64 = 4096;
+    let mut text = String::new();
+    source
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Usage(format!("cannot read the api secret from {name}: {e}")))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(Failure::Usage(format!(
+            "{name} is too big to be an api secret (over {MAX_SECRET_FILE} bytes)"
+        )));
+    }
+    let line = text.lines().next().unwrap_or("");
+    if text.trim_end_matches(['\n', '\r']).contains('\n') {
+        return Err(Failure::Usage(format!(
+            "{name} has several lines; the api secret is one line"
+        )));
+    }
+    Ok(line.to_string())
+}
+
+/// The TOML: the api key, and the public URL when given. The secret never goes in it.
+fn config_text(answers: &Answers) -> String {
+    let mut text = String::from(
+        "# Written by `kitectl setup`. Every key kited reads is described in its README.\n\
+         # The api secret is in the .api-secret file next to this one, not here.\n\
+         [kite]\n",
+    );
+    // Both values were checked to be plain ASCII without quotes or backslashes.
+    text.push_str(&format!("api_key = \"{}\"\n", answers.api_key));
+    if let Some(url) = &answers.public_url {
+        text.push_str(&format!("\n[http]\npublic_url = \"{url}\"\n"));
+    }
+    text
+}
+
+/// Writes both files (0600) in the 0700 directory, each through a temporary file and a rename.
+fn write_files(files: &ProfileFiles, answers: &Answers) -> Result<(), Failure> {
+    let failed =
+        |what: &Path, e: io::Error| Failure::Local(format!("cannot write {}: {e}", what.display()));
+    fs::create_dir_all(&files.dir).map_err(|e| failed(&files.dir, e))?;
+    fs::set_permissions(&files.dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| failed(&files.dir, e))?;
+    let mut secret = answers.api_secret.clone();
+    secret.push('\n');
+    write_private(&files.secret, secret.as_bytes()).map_err(|e| failed(&files.secret, e))?;
+    write_private(&files.config, config_text(answers).as_bytes())
+        .map_err(|e| failed(&files.config, e))
+}
+
+/// Writes `bytes` to `path` with mode 0600 whatever the umask, replacing it atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".tmp{}", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+/// `kited` for the default profile, `kited@NAME` for the others.
+fn unit_name(profile: &str) -> String {
+    if profile == DEFAULT_PROFILE {
+        "kited.service".into()
+    } else {
+        format!("kited@{profile}.service")
+    }
+}
+
+/// Enables and starts the profile's user unit when a user manager answers; restarts it when it
+/// was already running so it reads the new files.
+fn start_unit(profile: &str, profile_flag: &str) -> Result<(), Failure> {
+    let unit = unit_name(profile);
+    if systemctl(&["show-environment"]).is_err() {
+        print(
+            format!(
+                "No systemd user manager here (`systemctl --user` does not answer): start kited \
+                 with `kited{profile_flag}`.\n"
+            )
+            .as_bytes(),
+        )?;
+        return Ok(());
+    }
+    let was_active = systemctl(&["is-active", "--quiet", &unit]).is_ok();
+    // A unit installed since the manager started (a fresh package) is found after a reload.
+    let _ = systemctl(&["daemon-reload"]);
+    let action = if was_active { "restart" } else { "start" };
+    let result =
+        systemctl(&["enable", "--quiet", &unit]).and_then(|()| systemctl(&[action, &unit]));
+    match result {
+        Ok(()) => print(format!("Enabled and started {unit} (systemctl --user).\n").as_bytes()),
+        Err(why) => Err(Failure::Local(format!(
+            "the files are written, but systemctl --user could not enable and start {unit}: \
+             {why}; see `journalctl --user -u {unit}`, or start kited with `kited{profile_flag}`"
+        ))),
+    }
+}
+
+/// Runs `systemctl --user ARGS`; an error carries the last line it printed.
+fn systemctl(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    Err(last.map_or_else(
+        || format!("systemctl {} failed ({})", args.join(" "), output.status),
+        |l| l.trim().to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_the_key_and_url_but_never_the_secret() {
+        let answers = Answers {
+            api_key: "abcdef12".into(),
+            api_secret: "topsecret".into(),
+            public_url: Some("https://kite.example.com".into()),
+        };
+        let text = config_text(&answers);
+        assert!(text.contains("api_key = \"abcdef12\""), "{text}");
+        assert!(
+            text.contains("[http]\npublic_url = \"https://kite.example.com\""),
+            "{text}"
+        );
+        assert!(!text.contains("topsecret"));
+        let plain = config_text(&Answers {
+            public_url: None,
+            ..answers
+        });
+        assert!(!plain.contains("[http]"));
+    }
+
+    #[test]
+    fn secrets_read_from_files() {
+        assert_eq!(read_secret(&b"abc\n"[..], "f").unwrap(), "abc");
+        assert_eq!(read_secret(&b"abc"[..], "f").unwrap(), "abc");
+        assert!(read_secret(&b"abc\ndef\n"[..], "f").is_err());
+        assert!(read_secret(&vec![b'a'; 5000][..], "f").is_err());
+    }
+
+    #[test]
+    fn unit_names() {
+        assert_eq!(unit_name("default"), "kited.service");
+        assert_eq!(unit_name("prod"), "kited@prod.service");
+    }
+}

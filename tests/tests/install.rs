@@ -1,0 +1,443 @@
+//! Installing kited as a user would: `kitectl setup` writing a profile (flags, a terminal, bad
+//! input, existing files), and a kited started by hand finding the secret setup wrote.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kite_tests::harness::{bin, eventually};
+use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
+
+/// How long a prompt may take to appear on the terminal.
+const PROMPT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A throwaway home: `HOME`, `XDG_CONFIG_HOME` and `XDG_RUNTIME_DIR` (with no user manager in it,
+/// so `systemctl --user` finds nothing).
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("kited-install-")
+            .tempdir()
+            .unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+        Home { dir }
+    }
+
+    fn config_home(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    fn kited_dir(&self) -> PathBuf {
+        self.config_home().join("kited")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.kited_dir().join(name)
+    }
+
+    /// `kitectl ARGS` with only this home in its environment.
+    fn kitectl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("kitectl"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.config_home())
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .args(args);
+        cmd
+    }
+
+    /// Runs `kitectl ARGS` with `stdin` piped in (not a terminal).
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .kitectl(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run kitectl");
+        // kitectl may exit before reading stdin (a usage error): a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Asserts exit 2 with one stderr line containing `names`, and no config directory written.
+fn assert_usage_error(home: &Home, out: &Output, names: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(names), "{names:?} not named in: {stderr}");
+    assert!(
+        !home.kited_dir().exists(),
+        "bad input wrote {}",
+        home.kited_dir().display()
+    );
+}
+
+#[test]
+fn setup_without_a_terminal_names_what_is_missing() {
+    let home = Home::new();
+    let out = home.run(&["setup", "--no-systemd"], "");
+    assert_usage_error(&home, &out, "--api-key");
+    let out = home.run(&["setup", "--no-systemd", "--api-key", "abcdef12"], "");
+    assert_usage_error(&home, &out, "--api-secret-file");
+}
+
+#[test]
+fn setup_refuses_bad_input_and_writes_nothing() {
+    let home = Home::new();
+    let secret_file = home.dir.path().join("secret.txt");
+    fs::write(&secret_file, "s3cret\n").unwrap();
+    let secret = secret_file.to_str().unwrap();
+    // (flags after `setup --no-systemd --api-key`, stdin, what the error must name)
+    let cases: [(&[&str], &str, &str); 7] = [
+        (&["abc"], "", "api key"),
+        (&["abc def 12"], "", "api key"),
+        (
+            &["abcdef12", "--api-secret-file", "-"],
+            "\n",
+            "secret is empty",
+        ),
+        (
+            &["abcdef12", "--api-secret-file", "-"],
+            "  \n",
+            "secret is empty",
+        ),
+        (
+            &["abcdef12", "--api-secret-file", "/nonexistent/s"],
+            "",
+            "/nonexistent/s",
+        ),
+        (
+            &[
+                "abcdef12",
+                "--api-secret-file",
+                secret,
+                "--public-url",
+                "https://k.example.com/kited",
+            ],
+            "",
+            "no path",
+        ),
+        (
+            &[
+                "abcdef12",
+                "--api-secret-file",
+                secret,
+                "--public-url",
+                "k.example.com",
+            ],
+            "",
+            "public URL",
+        ),
+    ];
+    for (args, stdin, names) in cases {
+        let mut all = vec!["setup", "--no-systemd", "--api-key"];
+        all.extend(args);
+        let out = home.run(&all, stdin);
+        assert_usage_error(&home, &out, names);
+    }
+}
+
+#[test]
+fn setup_writes_private_files_that_a_kited_started_by_hand_uses() {
+    let sim = Sim::start(SimConfig::default());
+    let home = Home::new();
+    let out = home.run(
+        &[
+            "setup",
+            "--no-systemd",
+            "--api-key",
+            &sim.api_key(),
+            "--api-secret-file",
+            "-",
+        ],
+        &format!("{}\n", sim.api_secret()),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("http://127.0.0.1:8079/auth/callback"),
+        "the redirect URL to register: {stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("kitectl login --open"),
+        "ends with the next step: {stdout}"
+    );
+    let config = home.file("default.toml");
+    let secret = home.file("default.api-secret");
+    assert_eq!(mode(&home.kited_dir()), 0o700);
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(
+        fs::read_to_string(&secret).unwrap().trim(),
+        sim.api_secret()
+    );
+    let toml = fs::read_to_string(&config).unwrap();
+    assert!(toml.contains(&sim.api_key()), "{toml}");
+    assert!(
+        !toml.contains(&sim.api_secret()),
+        "the secret is in the TOML:\n{toml}"
+    );
+    assert!(
+        !stdout.contains(&sim.api_secret()),
+        "the secret was printed"
+    );
+
+    // A kited started by hand, with neither KITE_API_KEY nor KITE_API_SECRET, finds both.
+    let daemon = Daemon::builder(&sim)
+        .no_api_key()
+        .no_api_secret()
+        .env("XDG_CONFIG_HOME", home.config_home().to_str().unwrap())
+        .start();
+    let check = daemon.kited_command(&["check-config"]).output().unwrap();
+    let check_out = text(&check.stdout);
+    assert!(check.status.success(), "{check_out}{}", text(&check.stderr));
+    let secret_row = check_out
+        .lines()
+        .find(|l| l.starts_with("kite.api_secret "))
+        .unwrap_or_else(|| panic!("no secret row:\n{check_out}"));
+    assert!(
+        secret_row.contains("the profile's secret file")
+            && secret_row.contains(secret.to_str().unwrap()),
+        "{secret_row}"
+    );
+    let login = daemon.ctl(&["login"]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let (status, body) = follow_browser_login(&daemon, text(&login.stdout).trim());
+    assert_eq!(status, 200, "{body}\n{}", daemon.log());
+    let token = daemon.ctl(&["get-token"]);
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    assert!(sim
+        .valid_access_tokens()
+        .contains(&text(&token.stdout).trim().to_string()));
+}
+
+#[test]
+fn setup_leaves_existing_files_alone_without_force() {
+    let home = Home::new();
+    let args = [
+        "setup",
+        "--no-systemd",
+        "--api-key",
+        "abcdef12",
+        "--api-secret-file",
+        "-",
+    ];
+    let out = home.run(&args, "first-secret\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = home.file("default.api-secret");
+
+    let out = home.run(
+        &[
+            "setup",
+            "--no-systemd",
+            "--api-key",
+            "zyxwvu98",
+            "--api-secret-file",
+            "-",
+        ],
+        "second-secret\n",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(home.file("default.toml").to_str().unwrap()),
+        "names the file: {stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "first-secret\n");
+    assert!(fs::read_to_string(home.file("default.toml"))
+        .unwrap()
+        .contains("abcdef12"));
+
+    // Only the secret file left over (say, from a half-done manual install) is also kept.
+    fs::remove_file(home.file("default.toml")).unwrap();
+    let out = home.run(&args, "second-secret\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(secret.to_str().unwrap()));
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "first-secret\n");
+
+    let out = home.run(
+        &[
+            "setup",
+            "--no-systemd",
+            "--force",
+            "--api-key",
+            "zyxwvu98",
+            "--api-secret-file",
+            "-",
+            "--public-url",
+            "https://kite.example.com/",
+        ],
+        "second-secret\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "second-secret\n");
+    let toml = fs::read_to_string(home.file("default.toml")).unwrap();
+    assert!(
+        toml.contains("zyxwvu98") && toml.contains("public_url = \"https://kite.example.com\""),
+        "{toml}"
+    );
+    assert!(
+        text(&out.stdout).contains("https://kite.example.com/auth/callback"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(mode(&secret), 0o600);
+}
+
+#[test]
+fn setup_of_a_named_profile_without_a_user_manager_says_how_to_start_kited() {
+    let home = Home::new();
+    let out = home.run(
+        &[
+            "--profile",
+            "prod",
+            "setup",
+            "--api-key",
+            "abcdef12",
+            "--api-secret-file",
+            "-",
+        ],
+        "s3cret\n",
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(home.file("prod.toml").exists() && home.file("prod.api-secret").exists());
+    assert!(stdout.contains("`kited --profile prod`"), "{stdout}");
+    assert!(
+        stdout.contains("kitectl --profile prod login --open"),
+        "{stdout}"
+    );
+}
+
+/// A pseudo-terminal: the master side read by a thread into `screen`, written by the test.
+struct Terminal {
+    master: fs::File,
+    screen: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    slave_path: PathBuf,
+}
+
+impl Terminal {
+    fn open() -> Terminal {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("no pseudo-terminals");
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let slave_path = PathBuf::from(ptsname(&master, Vec::new()).unwrap().to_str().unwrap());
+        let master = fs::File::from(master);
+        let mut reading = master.try_clone().unwrap();
+        let screen = Arc::new(Mutex::new(String::new()));
+        let into = Arc::clone(&screen);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            // EIO once every slave descriptor is closed: the program is gone.
+            while let Ok(n @ 1..) = reading.read(&mut buf) {
+                into.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Terminal {
+            master,
+            screen,
+            reader: Some(reader),
+            slave_path,
+        }
+    }
+
+    fn slave(&self) -> fs::File {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.slave_path)
+            .unwrap()
+    }
+
+    fn screen(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    /// Waits for `prompt` on the screen, then types `line` and Enter.
+    fn answer(&mut self, prompt: &str, line: &str) {
+        eventually(PROMPT_DEADLINE, &format!("the prompt {prompt:?}"), || {
+            self.screen().contains(prompt)
+        });
+        self.master
+            .write_all(format!("{line}\r").as_bytes())
+            .unwrap();
+    }
+
+    /// Everything shown, once the program has closed the terminal.
+    fn finish(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.screen()
+    }
+}
+
+#[test]
+fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
+    const SECRET: &str = "typed-secret-7c1d";
+    let home = Home::new();
+    let mut terminal = Terminal::open();
+    let mut child = home
+        .kitectl(&["setup", "--no-systemd"])
+        .stdin(terminal.slave())
+        .stdout(terminal.slave())
+        .stderr(terminal.slave())
+        .spawn()
+        .unwrap();
+    terminal.answer("api key", "abcdef12");
+    terminal.answer("api secret", SECRET);
+    terminal.answer("Public", "https://kite.example.com");
+    let status = child.wait().unwrap();
+    let screen = terminal.finish();
+    assert!(status.success(), "{screen}");
+    assert!(
+        screen.contains("abcdef12"),
+        "the key is echoed as typed: {screen}"
+    );
+    assert!(!screen.contains(SECRET), "the secret was echoed:\n{screen}");
+    assert!(
+        screen.contains("https://kite.example.com/auth/callback"),
+        "{screen}"
+    );
+    assert_eq!(
+        fs::read_to_string(home.file("default.api-secret")).unwrap(),
+        format!("{SECRET}\n")
+    );
+
+    // The terminal's echo is back on afterwards.
+    let attrs = rustix::termios::tcgetattr(terminal.slave()).unwrap();
+    assert!(attrs
+        .local_modes
+        .contains(rustix::termios::LocalModes::ECHO));
+}
