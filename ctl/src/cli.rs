@@ -99,15 +99,18 @@ Examples:
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
     },
-    /// Exchange a request token, or the callback URL the browser ended on (headless machines).
+    /// Exchange the callback URL the browser ended on, or a request token (headless machines).
     #[command(after_help = "\
 Examples:
-  kitectl exchange 'http://127.0.0.1:8079/auth/callback?request_token=AbC123&action=login&status=success'
-  kitectl exchange AbC123")]
+  kitectl exchange              then paste the URL the browser ended on, and Enter
+  kitectl exchange < url.txt    read it from a file or a pipe
+  kitectl exchange 'http://127.0.0.1:8079/auth/callback?request_token=AbC123&status=success'
+                                works too, but other local users can read the command line")]
     Exchange {
-        /// The request_token, or the whole URL the browser was redirected to.
-        #[arg(value_name = "REQUEST_TOKEN|CALLBACK_URL", value_parser = not_empty)]
-        value: String,
+        /// The whole URL the browser was redirected to, or the request_token; `-` or nothing
+        /// reads it from stdin (a prompt on a terminal).
+        #[arg(value_name = "CALLBACK_URL|REQUEST_TOKEN", value_parser = not_empty)]
+        value: Option<String>,
     },
     /// Invalidate the token at Kite and forget it.
     #[command(after_help = "Example:\n  kitectl logout")]
@@ -385,12 +388,7 @@ mod tests {
 
     #[test]
     fn usage_errors_exit_2_and_help_exits_0() {
-        for bad in [
-            "kitectl",
-            "kitectl fly",
-            "kitectl get-token --wait soon",
-            "kitectl exchange",
-        ] {
+        for bad in ["kitectl", "kitectl fly", "kitectl get-token --wait soon"] {
             let err = Cli::try_parse_from(argv(bad)).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
@@ -414,7 +412,6 @@ mod tests {
             "kitectl fly",
             "kitectl get-token --wait soon",
             "kitectl get-token --foo",
-            "kitectl exchange",
         ] {
             let err = Cli::try_parse_from(argv(bad)).unwrap_err();
             let line = one_line_usage(&err.render().to_string());

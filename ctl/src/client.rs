@@ -1,6 +1,7 @@
 //! The connection to kited: connect, send one request line, read one answer line.
 
 use crate::exit;
+use kite_proto::socket_trust::{self, Distrust};
 use kite_proto::{FrameError, LineBuffer, Request, Response, WireError};
 use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use serde_json::Value;
@@ -43,6 +44,8 @@ pub enum ClientError {
     Protocol(String),
     /// The daemon answered `{"ok":false,"error":{...}}`.
     Daemon(WireError),
+    /// The socket, its directory or the process behind it is not this user's (or root's).
+    Untrusted(Distrust),
 }
 
 const START_HINT: &str = "start it with `systemctl --user start kited` or `kited`";
@@ -109,6 +112,11 @@ impl fmt::Display for ClientError {
                 kite_proto::VERSION
             ),
             ClientError::Daemon(e) => f.write_str(&e.message),
+            ClientError::Untrusted(why) => write!(
+                f,
+                "refusing to talk to kited: {why}; remove it, or set XDG_RUNTIME_DIR to a \
+                 private directory"
+            ),
         }
     }
 }
@@ -122,7 +130,8 @@ impl ClientError {
             ClientError::Unreachable { .. }
             | ClientError::Timeout { .. }
             | ClientError::Closed { .. }
-            | ClientError::Io { .. } => exit::UNREACHABLE,
+            | ClientError::Io { .. }
+            | ClientError::Untrusted(_) => exit::UNREACHABLE,
             ClientError::Protocol(_) => exit::FAILURE,
             ClientError::Daemon(e) => exit::for_kind(e.kind),
         }
@@ -151,7 +160,10 @@ pub struct Client {
 
 impl Client {
     /// Connects to the socket at `path`, giving up after [`TIMEOUT`] when the daemon is stuck.
+    /// The socket's directory, the socket file and the daemon's uid must all be this user's (or
+    /// root's): a socket another user planted must never receive a request token.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        socket_trust::check_socket_path(path).map_err(ClientError::Untrusted)?;
         let fail = |e: io::Error| ClientError::Unreachable {
             path: path.to_path_buf(),
             why: unreachable(e),
@@ -177,6 +189,7 @@ impl Client {
                 Err(e) => return Err(fail(e.into())),
             }
         }
+        socket_trust::check_peer(&fd, path).map_err(ClientError::Untrusted)?;
         Ok(Client {
             stream: UnixStream::from(fd),
             path: path.to_path_buf(),

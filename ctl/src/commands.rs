@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::GetToken { wait, json } => return get_token(&target, wait, json),
         Command::Status { json } => status(&target, json),
         Command::Login { open, wait } => login(&target, open, wait),
-        Command::Exchange { value } => exchange(&target, &value),
+        Command::Exchange { value } => exchange(&target, value.as_deref()),
         Command::Logout => logout(&target),
         Command::Env { wait } => env(&target, wait),
         Command::Exec { wait, command } => exec(&target, wait, &command),
@@ -202,7 +202,7 @@ fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
     print(format!("{login_url}\n").as_bytes())?;
     note(&format!(
         "Log in at that URL; Kite then sends the browser to {callback_url}, where kited takes the token.\n\
-         No browser on this machine? Paste the address the browser ends on into `kitectl exchange 'URL'`."
+         No browser on this machine? Run `kitectl exchange` and paste the address the browser ends on."
     ));
     if open {
         open_in_browser(&login_url);
@@ -257,8 +257,18 @@ pub fn exchange_request(value: &str) -> Request {
     }
 }
 
-/// `exchange`: trade a request token (or the callback URL) for an access token.
-fn exchange(target: &Target, value: &str) -> Outcome {
+/// `exchange`: trade the callback URL (or a request token) for an access token. Without an
+/// argument (or with `-`) it is read from stdin.
+fn exchange(target: &Target, value: Option<&str>) -> Outcome {
+    let from_argv = value.filter(|v| *v != "-");
+    let pasted;
+    let value = match from_argv {
+        Some(value) => value,
+        None => {
+            pasted = crate::paste::read_pasted()?;
+            &pasted
+        }
+    };
     let mut client = connect(target)?;
     // The daemon calls Kite before answering; allow for its own timeout.
     client.set_read_timeout(Some(TIMEOUT * 4))?;
@@ -276,7 +286,11 @@ fn exchange(target: &Target, value: &str) -> Outcome {
             status.state
         )
     };
-    print(line.as_bytes())
+    print(line.as_bytes())?;
+    if from_argv.is_some() {
+        note(crate::paste::ARGV_WARNING);
+    }
+    Ok(())
 }
 
 /// `logout`.

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod exit;
+mod paste;
 mod setup;
 
 use clap::Parser;

@@ -85,6 +85,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub allowed_origins: Vec<String>,
     pub postbacks: bool,
+    /// `POST /api/token/generate-access-token` is served (to kited's own uid only).
+    pub exchange_api: bool,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     pub expiry: Expiry,
@@ -317,6 +319,7 @@ impl Config {
                 .map(|o| o.trim_end_matches('/').to_string())
                 .collect(),
             postbacks: file.http.postbacks.unwrap_or(false),
+            exchange_api: file.http.exchange_api.unwrap_or(true),
             socket,
             state_dir,
             expiry: resolve_expiry(&file.expiry)?,
@@ -524,6 +527,7 @@ struct FileHttp {
     #[serde(default)]
     allowed_origins: Vec<String>,
     postbacks: Option<bool>,
+    exchange_api: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

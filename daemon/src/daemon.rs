@@ -41,6 +41,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.state_dir, &config.profile)?;
     let now = clock_for(&config);
     let socket = crate::ipc::bind(&config.socket)?;
+    let socket_file = crate::socket_file::SocketFile::claim(&config.socket);
     let http = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
@@ -97,7 +98,6 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         sd_notify::NotifyState::Status("stopping"),
     ]);
     shutdown.cancel();
-    // The socket listener removes its file when dropped, at the end of its task.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = ipc_task.await;
         let _ = http_task.await;
@@ -112,6 +112,8 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         }
     })
     .await;
+    // Only now, with the listener closed: removes the socket file if it is still ours.
+    drop(socket_file);
     tracing::info!("stopped");
     Ok(())
 }

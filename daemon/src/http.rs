@@ -2,6 +2,7 @@
 //! scripts, health, and (opt-in) Kite order postbacks.
 
 use crate::page;
+use crate::peer_uid::Caller;
 use crate::session::{Session, SessionError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -28,7 +29,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP connections; the UI needs a handful.
 const MAX_CONNECTIONS: usize = 256;
 
-type Body = Full<Bytes>;
+pub type Body = Full<Bytes>;
 
 /// Serves HTTP on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, session: Session, shutdown: CancellationToken) {
@@ -37,7 +38,7 @@ pub async fn serve(listener: TcpListener, session: Session, shutdown: Cancellati
         .expect("bound listener has an address");
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -53,10 +54,16 @@ pub async fn serve(listener: TcpListener, session: Session, shutdown: Cancellati
         };
         let session = session.clone();
         let shutdown = shutdown.clone();
+        let caller = Arc::new(Caller::new(stream.local_addr().unwrap_or(local), peer));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let session = session.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&session, local, request).await) }
+                let caller = caller.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        route(&session, local, &caller, request).await,
+                    )
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -82,6 +89,7 @@ pub async fn serve(listener: TcpListener, session: Session, shutdown: Cancellati
 pub async fn route(
     session: &Session,
     local: SocketAddr,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let config = session.config();
@@ -116,7 +124,7 @@ pub async fn route(
             "origin not allowed (http.allowed_origins)",
         )
     } else {
-        dispatch(session, &method, &path, request).await
+        dispatch(session, caller, &method, &path, request).await
     };
     if let Some(origin) = cors_origin {
         let headers = response.headers_mut();
@@ -130,6 +138,7 @@ pub async fn route(
 
 async fn dispatch(
     session: &Session,
+    caller: &Caller,
     method: &Method,
     path: &str,
     request: Request<Incoming>,
@@ -142,14 +151,20 @@ async fn dispatch(
         }
         (&Method::GET, "/api/token/status") => json_response(
             StatusCode::OK,
-            &serde_json::to_value(session.status()).expect("status serializes"),
+            &serde_json::to_value(crate::http_trust::status_for(session, caller))
+                .expect("status serializes"),
         ),
         (&Method::GET, "/api/token/callback-url") => json_response(
             StatusCode::OK,
             &json!({"callback_url": session.callback_url()}),
         ),
         (&Method::GET, "/api/token/refresh-info") => refresh_info(session),
-        (&Method::POST, "/api/token/generate-access-token") => generate(session, request).await,
+        (&Method::POST, "/api/token/generate-access-token") => {
+            match crate::http_trust::exchange_refusal(session, caller) {
+                None => generate(session, request).await,
+                Some(refusal) => refusal,
+            }
+        }
         (&Method::POST, "/kite/postback") if session.config().postbacks => {
             postback(session, request).await
         }
@@ -311,7 +326,7 @@ fn refresh_info(session: &Session) -> Response<Body> {
                     "instructions": format!(
                         "Open login_url and log in to Kite. Kite redirects to {callback_url} and kited stores \
                          the new token by itself. If that redirect cannot reach this machine, paste the \
-                         redirected URL into the kited page or run `kitectl exchange '<URL>'`."
+                         redirected URL into the kited page or run `kitectl exchange` and paste it there."
                     ),
                 }),
             );

@@ -11,7 +11,7 @@ use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use kite_proto::{ErrorKind, Request, Response, WireError};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,8 @@ pub enum IpcError {
     InUse(PathBuf),
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
+    #[error(transparent)]
+    Dir(#[from] crate::socket_file::SocketDirError),
     #[error("cannot create the socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -39,25 +41,15 @@ pub enum IpcError {
     },
 }
 
-/// Binds the socket at `path`: 0600 in a 0700 directory, replacing a stale file but never a
-/// live daemon's socket.
+/// Binds the socket at `path`: 0600 in a private directory, replacing a stale file but never a
+/// live daemon's socket. The caller removes the file at the end ([`crate::socket_file::SocketFile`]).
 pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     let bind_err = |source| IpcError::Bind {
         path: path.to_path_buf(),
         source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(bind_err)?;
-        }
-        if parent == kite_proto::socket_path::runtime_dir() {
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
-                .map_err(bind_err)?;
-        }
+        crate::socket_file::prepare_dir(parent)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -76,7 +68,7 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     let listener = ListenerOptions::new()
         .name(name)
         .mode(0o600)
-        .reclaim_name(true)
+        .reclaim_name(false)
         .create_tokio()
         .map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;

@@ -8,13 +8,16 @@ mod daemon;
 mod events;
 mod hooks;
 mod http;
+mod http_trust;
 mod ipc;
 mod kite;
 mod notify;
 mod page;
+mod peer_uid;
 mod schedule;
 mod session;
 mod settings;
+mod socket_file;
 mod store;
 mod token;
 

@@ -6,6 +6,7 @@ pub mod event;
 pub mod frame;
 pub mod message;
 pub mod socket_path;
+pub mod socket_trust;
 
 pub use event::{Event, EventKind};
 pub use frame::{FrameError, LineBuffer, MAX_LINE};

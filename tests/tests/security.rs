@@ -1,0 +1,698 @@
+//! kited and kitectl against hostile local users, hostile Kite answers, broken pipes and full
+//! disks. The attacker is a real second uid: CI runs as root, so a thread of this test process
+//! switches its own credentials (on Linux uids are per thread) to `nobody`, or a child process
+//! is started as another uid; the victim is often a non-root uid too, so that "root may do
+//! anything" exceptions cannot hide a hole.
+//!
+//! Every wait is a poll with a deadline; every process and directory made here is removed by a
+//! guard, also when a test fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kite_tests::harness::bin;
+use kite_tests::http_client::{self, HttpReply};
+use kite_tests::{Daemon, Sim, SimConfig};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Other users
+// ---------------------------------------------------------------------------------------------
+
+/// The attacker: `nobody`.
+const ATTACKER: u32 = 65534;
+/// How long a process started here may take to finish.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(15);
+
+fn sim() -> Sim {
+    Sim::start(SimConfig::default())
+}
+
+/// Whether this test can act as other users; outside CI (not root) the tests say so and pass.
+fn can_switch_users() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: acting as another uid needs root (CI runs as root)");
+    }
+    root
+}
+
+/// Switches the calling thread (only) to `uid`, with the same gid and no supplementary groups.
+fn become_user(uid: u32) {
+    let id = |n| rustix::process::Gid::from_raw(n);
+    rustix::thread::set_thread_groups(&[]).expect("setgroups");
+    rustix::thread::set_thread_res_gid(id(uid), id(uid), id(uid)).expect("setresgid");
+    let uid = rustix::process::Uid::from_raw(uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).expect("setresuid");
+}
+
+/// Runs `f` on a thread of its own as `uid` and returns what it returns.
+fn as_user<T: Send + 'static>(uid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        become_user(uid);
+        f()
+    })
+    .join()
+    .expect("the other user's thread panicked")
+}
+
+/// `/tmp/kited-UID`, the socket directory of a user without `XDG_RUNTIME_DIR`; removed before
+/// and after the test.
+struct FallbackDir(PathBuf);
+
+impl FallbackDir {
+    fn of(uid: u32) -> FallbackDir {
+        let path = PathBuf::from(format!("/tmp/kited-{uid}"));
+        remove_any(&path);
+        FallbackDir(path)
+    }
+}
+
+impl Drop for FallbackDir {
+    fn drop(&mut self) {
+        remove_any(&self.0);
+    }
+}
+
+fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// A scratch directory owned by `uid` (0700), removed at the end.
+fn private_dir_of(uid: u32) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("kited-sec-")
+        .tempdir()
+        .expect("temp dir");
+    rustix::fs::chown(
+        dir.path(),
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(uid)),
+    )
+    .expect("chown the scratch dir");
+    dir
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// A fake kited: a socket served by a thread running as `uid`, answering every request with a
+/// token, a status or a pong of the attacker's choosing; records what it was sent.
+struct FakeDaemon {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeDaemon {
+    /// Binds `path` as `uid` (creating its directory with `dir_mode` if missing) and serves it.
+    fn serve(uid: u32, path: &Path, dir_mode: u32) -> FakeDaemon {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            become_user(uid);
+            let dir = path.parent().unwrap();
+            if !dir.exists() {
+                std::fs::create_dir(dir).unwrap();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+            }
+            let listener = UnixListener::bind(&path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+            ready_tx.send(()).unwrap();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    for line in BufReader::new(stream).lines() {
+                        let Ok(line) = line else { return };
+                        record.lock().unwrap().push(line.clone());
+                        let _ = writer.write_all(fake_answer(&line).as_bytes());
+                    }
+                });
+            }
+        });
+        ready_rx
+            .recv_timeout(PROCESS_DEADLINE)
+            .expect("the fake daemon did not start");
+        FakeDaemon { seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+const ATTACKER_TOKEN: &str = "attackerstoken0000000000000000000";
+
+fn fake_answer(request: &str) -> String {
+    let status = json!({
+        "configured": true, "state": "valid", "valid": true, "needs_refresh": false,
+        "user_id": "EV1L00", "user_name": "Mallory", "login_time": "2026-11-23T09:00:00+05:30",
+        "expires_at": "2099-11-24T06:00:00+05:30", "seconds_left": 3600, "profile": "default",
+        "api_key": "attackerkey00001", "hint": ""
+    });
+    let answer = if request.contains("get_token") {
+        json!({"ok": true, "access_token": ATTACKER_TOKEN, "api_key": "attackerkey00001",
+               "expires_at": "2099-11-24T06:00:00+05:30"})
+    } else if request.contains("login_url") {
+        json!({"ok": true, "login_url": "http://127.0.0.1:9/evil", "callback_url": "http://127.0.0.1:9/cb"})
+    } else if request.contains("status") || request.contains("exchange") {
+        json!({"ok": true, "status": status})
+    } else {
+        json!({"ok": true, "version": "6.6.6"})
+    };
+    format!("{answer}\n")
+}
+
+/// Waits for `child` up to [`PROCESS_DEADLINE`], killing it if it does not finish.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "process did not finish within {PROCESS_DEADLINE:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// `kitectl ARGS` as `uid`, without `XDG_RUNTIME_DIR` (so the socket is `/tmp/kited-UID`),
+/// with `stdin` as its input.
+fn kitectl_as(uid: u32, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(bin("kitectl"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .args(args)
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kitectl");
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    finish(child)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts exit 3, nothing on stdout, and one stderr line naming `path` and `what`.
+fn assert_refused(out: &Output, path: &Path, what: &str) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.is_empty(), "kitectl printed: {stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
+    assert!(
+        lines[0].starts_with("kitectl: ") && lines[0].contains(&*path.to_string_lossy()),
+        "the error should name {}: {stderr}",
+        path.display()
+    );
+    assert!(
+        lines[0].contains(what),
+        "the error should say {what:?}: {stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The socket's directory and peer are verified
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn kitectl_refuses_a_socket_dir_another_user_created_first() {
+    if !can_switch_users() {
+        return;
+    }
+    let victim = 61001;
+    let dir = FallbackDir::of(victim);
+    let fake = FakeDaemon::serve(ATTACKER, &dir.0.join("default.sock"), 0o755);
+
+    let out = kitectl_as(victim, &["get-token"], "");
+    assert_refused(&out, &dir.0, "belongs to uid 65534");
+    // The request token the victim pastes must never reach the impostor.
+    let request_token = "victimsrequesttoken0000000000000";
+    let out = kitectl_as(victim, &["exchange"], request_token);
+    assert_refused(&out, &dir.0, "belongs to uid 65534");
+    let out = kitectl_as(victim, &["login"], "");
+    assert_refused(&out, &dir.0, "belongs to uid 65534");
+    assert_eq!(
+        fake.seen(),
+        Vec::<String>::new(),
+        "kitectl talked to the impostor"
+    );
+}
+
+#[test]
+fn kitectl_refuses_a_socket_dir_others_can_write() {
+    if !can_switch_users() {
+        return;
+    }
+    let victim = 61002;
+    let dir = FallbackDir::of(victim);
+    // The victim's own directory, but left writable by everyone: anyone may have put the
+    // socket there.
+    std::fs::create_dir(&dir.0).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let id = |n| Some(rustix::process::Uid::from_raw(n));
+    rustix::fs::chown(
+        &dir.0,
+        id(victim),
+        Some(rustix::process::Gid::from_raw(victim)),
+    )
+    .unwrap();
+    let fake = FakeDaemon::serve(ATTACKER, &dir.0.join("default.sock"), 0o777);
+
+    let out = kitectl_as(victim, &["get-token"], "");
+    assert_refused(&out, &dir.0, "can be written by other users");
+    assert_eq!(fake.seen(), Vec::<String>::new());
+}
+
+#[test]
+fn kitectl_refuses_a_daemon_running_as_another_user() {
+    if !can_switch_users() {
+        return;
+    }
+    let victim = 61003;
+    let dir = FallbackDir::of(victim);
+    // The directory and the socket file both look like the victim's (root arranges that, as a
+    // stale inode or a race could), but the process listening is the attacker's: only the
+    // kernel's SO_PEERCRED tells.
+    let lair = private_dir_of(ATTACKER);
+    std::fs::set_permissions(lair.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let planted = lair.path().join("default.sock");
+    let fake = FakeDaemon::serve(ATTACKER, &planted, 0o755);
+    std::fs::create_dir(&dir.0).unwrap();
+    let (uid, gid) = (
+        Some(rustix::process::Uid::from_raw(victim)),
+        Some(rustix::process::Gid::from_raw(victim)),
+    );
+    rustix::fs::chown(&dir.0, uid, gid).unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = dir.0.join("default.sock");
+    std::fs::rename(&planted, &socket).unwrap();
+    rustix::fs::chown(&socket, uid, gid).unwrap();
+
+    let out = kitectl_as(victim, &["get-token"], "");
+    assert_refused(&out, &socket, "runs as uid 65534");
+    assert!(
+        fake.seen().is_empty(),
+        "a request reached the impostor: {:?}",
+        fake.seen()
+    );
+}
+
+/// Starts `kited` as `uid` without `XDG_RUNTIME_DIR`, its state in `home`.
+fn kited_as(uid: u32, home: &Path, sim: &Sim) -> Child {
+    Command::new(bin("kited"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("KITE_API_ROOT", sim.url())
+        .env("KITE_LOGIN_URL", sim.login_url())
+        .args(["--listen", "127.0.0.1:0", "run"])
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kited")
+}
+
+/// Kills a process when dropped (a kited that should have refused to start, or a victim's).
+struct Running(Option<Child>);
+
+impl Running {
+    fn wait_failed(mut self) -> Output {
+        finish(self.0.take().unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn kited_says_plainly_that_another_user_took_its_socket_dir() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let victim = 61004;
+    let dir = FallbackDir::of(victim);
+    as_user(ATTACKER, {
+        let dir = dir.0.clone();
+        move || {
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    });
+    let home = private_dir_of(victim);
+    let out = Running(Some(kited_as(victim, home.path(), &sim))).wait_failed();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "kited started in another user's dir");
+    assert!(
+        stderr.contains("/tmp/kited-61004 belongs to uid 65534"),
+        "kited should say who owns the directory: {stderr}"
+    );
+    assert!(!stderr.contains("Operation not permitted"), "{stderr}");
+    assert_eq!(
+        mode(&dir.0),
+        0o777,
+        "kited changed a directory it did not create"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir.0).unwrap().count(),
+        0,
+        "kited left a socket there"
+    );
+}
+
+#[test]
+fn kited_never_follows_a_symlink_planted_as_its_socket_dir() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let victim = 61005;
+    let dir = FallbackDir::of(victim);
+    let lair = private_dir_of(ATTACKER);
+    std::fs::set_permissions(lair.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    as_user(ATTACKER, {
+        let (dir, lair) = (dir.0.clone(), lair.path().to_path_buf());
+        move || std::os::unix::fs::symlink(lair, dir).unwrap()
+    });
+    let home = private_dir_of(victim);
+    let out = Running(Some(kited_as(victim, home.path(), &sim))).wait_failed();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "kited followed the link");
+    assert!(
+        stderr.contains("/tmp/kited-61005 is a symbolic link"),
+        "kited should say the directory is a link: {stderr}"
+    );
+    assert_eq!(
+        mode(lair.path()),
+        0o777,
+        "kited changed the attacker's directory"
+    );
+    assert_eq!(std::fs::read_dir(lair.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn kited_makes_its_fallback_dir_private_and_kitectl_trusts_it() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let victim = 61006;
+    let dir = FallbackDir::of(victim);
+    let home = private_dir_of(victim);
+    let mut kited = Running(Some(kited_as(victim, home.path(), &sim)));
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    loop {
+        let out = kitectl_as(victim, &["ping"], "");
+        if out.status.success() {
+            break;
+        }
+        if let Ok(Some(status)) = kited.0.as_mut().unwrap().try_wait() {
+            panic!(
+                "kited exited ({status}): {}",
+                text(&kited.wait_failed().stderr)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kitectl never reached kited: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = std::fs::symlink_metadata(&dir.0).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.uid(), victim);
+    assert_eq!(mode(&dir.0), 0o700);
+    let socket = dir.0.join("default.sock");
+    assert_eq!(std::fs::symlink_metadata(&socket).unwrap().uid(), victim);
+    // A stop removes the socket it bound.
+    let pid = rustix::process::Pid::from_raw(kited.0.as_ref().unwrap().id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = kited.wait_failed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!socket.exists(), "the socket was left behind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. On stop, kited removes the socket file only if it is still its own
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_stopping_kited_leaves_another_kiteds_socket_alone() {
+    let sim = sim();
+    let mut first = Daemon::start(&sim);
+    let socket = first.socket_path().to_path_buf();
+    // The first daemon's socket is moved aside (as an admin or a second start might), and a
+    // second kited binds the same path.
+    std::fs::rename(&socket, first.dir().join("moved.sock")).unwrap();
+    let second = Daemon::builder(&sim).socket(&socket).start();
+    let inode = std::fs::metadata(&socket).unwrap().ino();
+    first.terminate();
+    let meta = std::fs::symlink_metadata(&socket).expect("the second kited's socket was removed");
+    assert_eq!(meta.ino(), inode);
+    let answer = second.request(&json!({"op": "ping"}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. No other local user can take the token over HTTP or read the request token
+// ---------------------------------------------------------------------------------------------
+
+/// An HTTP request to `daemon` made by `uid` (a thread running as that user).
+fn http_as(uid: u32, daemon: &Daemon, method: &str, path: &str, body: Option<Value>) -> HttpReply {
+    let url = format!("{}{path}", daemon.base_url());
+    let method = method.to_string();
+    as_user(uid, move || {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        http_client::request(&method, &url, headers, body.as_bytes()).expect("HTTP request")
+    })
+}
+
+fn exchanges_at_kite(sim: &Sim) -> usize {
+    sim.calls_to("POST", "/session/token").len()
+}
+
+#[test]
+fn another_user_cannot_exchange_a_request_token_over_http() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    // The attacker read the victim's request token (from `ps`, say) and races to post it.
+    let request_token = sim.issue_request_token();
+    let reply = http_as(
+        ATTACKER,
+        &daemon,
+        "POST",
+        "/api/token/generate-access-token",
+        Some(json!({"request_token": request_token})),
+    );
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let detail = reply.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.starts_with("Failed to generate access token:") && detail.contains("only the user"),
+        "{detail}"
+    );
+    assert!(!reply.text().contains("access_token\""), "{}", reply.text());
+    assert_eq!(
+        exchanges_at_kite(&sim),
+        0,
+        "the request token was spent for the attacker"
+    );
+    // The victim's own exchange still works with the same request token.
+    let (status, _, body) = daemon.http_post_json(
+        "/api/token/generate-access-token",
+        &json!({"request_token": request_token}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        sim.valid_access_tokens(),
+        vec![token["access_token"].as_str().unwrap().to_string()]
+    );
+}
+
+#[test]
+fn another_user_sees_the_status_without_whose_account_it_is() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let (status, _, body) = daemon.http_post_json(
+        "/api/token/generate-access-token",
+        &json!({"request_token": sim.issue_request_token()}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let theirs = http_as(ATTACKER, &daemon, "GET", "/api/token/status", None);
+    assert_eq!(theirs.status, 200, "{}", theirs.text());
+    let theirs = theirs.json();
+    assert_eq!(theirs["state"], json!("valid"), "{theirs}");
+    for hidden in ["user_id", "user_name", "api_key"] {
+        assert!(
+            theirs[hidden].is_null(),
+            "{hidden} shown to another user: {theirs}"
+        );
+    }
+    let (_, _, mine) = daemon.http_get("/api/token/status");
+    let mine: Value = serde_json::from_str(&mine).unwrap();
+    assert_eq!(mine["user_id"], json!("AB1234"), "{mine}");
+    assert_eq!(mine["api_key"], json!(sim.api_key()), "{mine}");
+}
+
+#[test]
+fn the_browser_callback_stays_open_to_other_users() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let login = daemon.ctl(&["login"]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let login_url = text(&login.stdout).trim().to_string();
+    // A reverse proxy (another uid) carries Kite's redirect to kited.
+    let location = http_client::get(&login_url)
+        .unwrap()
+        .header("location")
+        .expect("the sim redirects")
+        .to_string();
+    let path = location.trim_start_matches(&daemon.base_url()).to_string();
+    let reply = http_as(ATTACKER, &daemon, "GET", &path, None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.text().contains("Logged in as Kite Tester"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(sim.valid_access_tokens().len(), 1);
+}
+
+#[test]
+fn the_json_exchange_route_can_be_turned_off() {
+    let sim = sim();
+    let daemon = Daemon::builder(&sim)
+        .config_toml("[http]\nexchange_api = false\n")
+        .start();
+    let (status, _, body) = daemon.http_post_json(
+        "/api/token/generate-access-token",
+        &json!({"request_token": sim.issue_request_token()}),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("http.exchange_api = false"), "{body}");
+    assert_eq!(exchanges_at_kite(&sim), 0);
+    // The browser login still works.
+    let login = daemon.ctl(&["login"]);
+    let (status, page) = kite_tests::follow_browser_login(&daemon, text(&login.stdout).trim());
+    assert_eq!(status, 200, "{page}");
+}
+
+#[test]
+fn kitectl_exchange_reads_the_url_from_stdin_not_the_command_line() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let run = |args: &[&str], input: &str| {
+        let mut child = daemon
+            .ctl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        finish(child)
+    };
+    for args in [&["exchange"][..], &["exchange", "-"]] {
+        let url = format!(
+            "{}?action=login&type=login&status=success&request_token={}\n",
+            daemon.callback_url(),
+            sim.issue_request_token()
+        );
+        let out = run(args, &url);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("Logged in as Kite Tester"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    }
+    assert_eq!(exchanges_at_kite(&sim), 2);
+    // Nothing piped in: one clear line, nothing sent to Kite.
+    let out = run(&["exchange"], "\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nothing to exchange"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(exchanges_at_kite(&sim), 2);
+    // The argument form still works, and says why it is the less safe one.
+    let out = daemon.ctl(&["exchange", &sim.issue_request_token()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("can be read by other local users"),
+        "{}",
+        text(&out.stderr)
+    );
+}
