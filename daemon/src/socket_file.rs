@@ -54,8 +54,11 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SocketDirError> {
 /// names the same inode: a socket another kited bound there since is left alone.
 pub struct SocketFile {
     path: PathBuf,
-    identity: Option<(u64, u64)>,
+    identity: Option<Identity>,
 }
+
+/// Device, inode and change time: an inode number alone may be reused once a file is gone.
+type Identity = (u64, u64, i64, i64);
 
 impl SocketFile {
     /// Remembers which inode `path` is now (right after binding it).
@@ -67,10 +70,10 @@ impl SocketFile {
     }
 }
 
-fn identity(path: &Path) -> Option<(u64, u64)> {
+fn identity(path: &Path) -> Option<Identity> {
     std::fs::symlink_metadata(path)
         .ok()
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 impl Drop for SocketFile {
@@ -124,8 +127,9 @@ mod tests {
         let path = dir.path().join("s");
         std::fs::write(&path, "mine").unwrap();
         let mine = SocketFile::claim(&path);
-        std::fs::remove_file(&path).unwrap();
-        std::fs::write(&path, "theirs").unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, "theirs").unwrap();
+        std::fs::rename(&other, &path).unwrap();
         drop(mine);
         assert!(path.exists());
         let theirs = SocketFile::claim(&path);
