@@ -90,14 +90,23 @@ Examples:
   kitectl login                 print the URL to open
   kitectl login --open          open it with xdg-open
   kitectl login --open --wait 300
-                                and wait up to 5 minutes for the login to complete")]
+                                and wait up to 5 minutes for the login to complete
+  kitectl login --link          a link for your phone, valid until the next cutoff
+                                (needs http.public_url: kited behind a TLS proxy)
+  kitectl login --link --qr     the same link as a QR code to scan")]
     Login {
         /// Open the URL in the browser with xdg-open.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "link")]
         open: bool,
         /// Then wait up to SECS seconds for a valid token (exit 4 if none arrives).
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
+        /// Print a login link for a phone (https://PUBLIC/login?t=…) instead of the Kite URL.
+        #[arg(long)]
+        link: bool,
+        /// With --link: also draw the link as a QR code in the terminal.
+        #[arg(long, requires = "link")]
+        qr: bool,
     },
     /// Exchange the callback URL the browser ended on, or a request token (headless machines).
     #[command(after_help = "\

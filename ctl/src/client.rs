@@ -296,6 +296,7 @@ pub fn unexpected(what: &str, got: &Response) -> ClientError {
         Response::Status { .. } => "a status",
         Response::Token { .. } => "a token",
         Response::LoginUrl { .. } => "a login URL",
+        Response::LoginLink { .. } => "a login link",
         Response::Done => "a bare ok",
         Response::Error(_) => "an error",
     };

@@ -20,7 +20,13 @@ pub fn run(cli: Cli) -> u8 {
     let outcome = match command {
         Command::GetToken { wait, json } => return get_token(&target, wait, json),
         Command::Status { json } => status(&target, json),
-        Command::Login { open, wait } => login(&target, open, wait),
+        Command::Login {
+            link: true,
+            qr,
+            wait,
+            ..
+        } => login_link(&target, qr, wait),
+        Command::Login { open, wait, .. } => login(&target, open, wait),
         Command::Exchange { value } => exchange(&target, value.as_deref()),
         Command::Logout => logout(&target),
         Command::Env { wait } => env(&target, wait),
@@ -210,16 +216,42 @@ fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
     let Some(wait) = wait else {
         return Ok(());
     };
+    wait_for_login(&mut client, wait)
+}
+
+/// Waits up to `wait` seconds for a valid token, then says who logged in and until when.
+fn wait_for_login(client: &mut Client, wait: u64) -> Outcome {
     note(&format!(
         "Waiting up to {} for the login…",
         format_duration(wait)
     ));
-    let token = fetch_token(&mut client, Some(wait))?;
+    let token = fetch_token(client, Some(wait))?;
     client.set_read_timeout(Some(TIMEOUT))?;
-    let status = fetch_status(&mut client)?;
+    let status = fetch_status(client)?;
     let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
     let until = status.expires_at.unwrap_or(token.expires_at);
     print(format!("Logged in as {who} until {until}\n").as_bytes())
+}
+
+/// `login --link`: a ticket link for a phone (and a QR code of it), then maybe wait.
+fn login_link(target: &Target, qr: bool, wait: Option<u64>) -> Outcome {
+    let mut client = connect(target)?;
+    let (link, expires_at) = match client.call(&Request::LoginLink)? {
+        Response::LoginLink { link, expires_at } => (link, expires_at),
+        other => return Err(unexpected("a login link", &other).into()),
+    };
+    print(format!("{link}\n").as_bytes())?;
+    if qr {
+        print(crate::qr::render(&link).as_bytes())?;
+    }
+    note(&format!(
+        "Open that link on your phone (valid until {expires_at}); it leads to the Kite login, \
+         and kited takes the token when Kite sends the browser back."
+    ));
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    wait_for_login(&mut client, wait)
 }
 
 /// Starts `xdg-open URL` in its own process group and does not wait for it; a failure to

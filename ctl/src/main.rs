@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod exit;
 mod paste;
+mod qr;
 mod setup;
 
 use clap::Parser;

@@ -1,5 +1,6 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
+use crate::public::PublicUrl;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
@@ -81,8 +82,8 @@ pub struct Config {
     pub kite_timeout: Duration,
     pub expected_user_id: Option<String>,
     pub listen: SocketAddr,
-    /// Explicit public base URL; otherwise `http://127.0.0.1:<bound port>`.
-    pub public_url: Option<String>,
+    /// Explicit public base URL (behind a TLS proxy); otherwise `http://127.0.0.1:<bound port>`.
+    pub public_url: Option<PublicUrl>,
     pub allowed_origins: Vec<String>,
     pub postbacks: bool,
     /// `POST /api/token/generate-access-token` is served (to kited's own uid only).
@@ -169,11 +170,10 @@ impl Config {
     /// `<public url>/auth/callback`; without `http.public_url`, loopback on `http_port` (the
     /// port really bound, which differs from `http.listen` when that says port 0).
     pub fn callback_url(&self, http_port: u16) -> String {
-        let base = match &self.public_url {
-            Some(url) => url.clone(),
-            None => format!("http://127.0.0.1:{http_port}"),
-        };
-        format!("{base}/auth/callback")
+        match &self.public_url {
+            Some(url) => format!("{url}/auth/callback"),
+            None => format!("http://127.0.0.1:{http_port}/auth/callback"),
+        }
     }
 
     /// How long `notify.command` may run.
@@ -270,13 +270,12 @@ impl Config {
         let listen = parse_listen(&listen_text)?;
         let public_url = env("KITED_PUBLIC_URL")
             .or(file.http.public_url.clone())
-            .map(|u| u.trim_end_matches('/').to_string());
-        if let Some(url) = &public_url {
-            url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+            .map(|u| PublicUrl::parse(&u))
+            .transpose()
+            .map_err(|message| ConfigError::Invalid {
                 key: "http.public_url",
-                message: format!("{url:?} is not a URL ({e})"),
+                message,
             })?;
-        }
 
         let socket = flags
             .socket

@@ -357,6 +357,13 @@ pub fn check_config(flags: &Flags) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "(any)".into()),
         ),
         ("http.listen", config.listen.to_string()),
+        (
+            "http.public_url",
+            config
+                .public_url
+                .as_ref()
+                .map_or_else(|| "(none: loopback only)".into(), ToString::to_string),
+        ),
         ("http.allowed_origins", config.allowed_origins.join(", ")),
         ("http.postbacks", config.postbacks.to_string()),
         ("ipc.socket", config.socket.display().to_string()),

@@ -1,8 +1,10 @@
 //! The HTTP face on loopback: Kite's browser callback, the seed's token API, the page and its
-//! scripts, health, and (opt-in) Kite order postbacks.
+//! scripts, health, login links, and (opt-in) Kite order postbacks. Behind a TLS proxy, the
+//! public host reaches only the few routes a phone needs (see `public`).
 
 use crate::page;
 use crate::peer_uid::Caller;
+use crate::public::{self, HostKind};
 use crate::session::{Session, SessionError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -93,9 +95,20 @@ pub async fn route(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let config = session.config();
-    if !host_allowed(request.headers(), local, config.public_url.as_deref()) {
+    let host = host_kind(request.headers(), local, config.public_url.as_ref());
+    if host == HostKind::Foreign {
         return detail(StatusCode::MISDIRECTED_REQUEST, "unexpected Host header");
     }
+    if host == HostKind::Public
+        && !public::reaches_public(request.method(), request.uri().path(), config.postbacks)
+    {
+        return detail(StatusCode::NOT_FOUND, "not found");
+    }
+    // The public host is reached through the TLS proxy: its pages' origin is https://HOST.
+    let scheme = match (&config.public_url, host) {
+        (Some(public), HostKind::Public) => public.scheme(),
+        _ => "http",
+    };
     let origin = request
         .headers()
         .get(header::ORIGIN)
@@ -107,7 +120,7 @@ pub async fn route(
         .map(str::to_string);
     let same_origin = origin
         .as_deref()
-        .is_some_and(|o| is_same_origin(o, request.headers()));
+        .is_some_and(|o| is_same_origin(o, scheme, request.headers()));
 
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -124,7 +137,7 @@ pub async fn route(
             "origin not allowed (http.allowed_origins)",
         )
     } else {
-        dispatch(session, caller, &method, &path, request).await
+        dispatch(session, caller, host, &method, &path, request).await
     };
     if let Some(origin) = cors_origin {
         let headers = response.headers_mut();
@@ -139,6 +152,7 @@ pub async fn route(
 async fn dispatch(
     session: &Session,
     caller: &Caller,
+    host: HostKind,
     method: &Method,
     path: &str,
     request: Request<Incoming>,
@@ -147,7 +161,10 @@ async fn dispatch(
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"ok": true})),
         (&Method::GET, "/auth/callback") => {
             let query = request.uri().query().unwrap_or("").to_string();
-            callback(session, &query).await
+            callback(session, &query, host).await
+        }
+        (&Method::GET, "/login") => {
+            crate::login_link::serve(session, host, request.uri().query().unwrap_or(""))
         }
         (&Method::GET, "/api/token/status") => json_response(
             StatusCode::OK,
@@ -177,6 +194,7 @@ async fn dispatch(
             _,
             "/healthz"
             | "/auth/callback"
+            | "/login"
             | "/api/token/status"
             | "/api/token/callback-url"
             | "/api/token/refresh-info"
@@ -187,36 +205,22 @@ async fn dispatch(
     }
 }
 
-/// DNS-rebinding guard: `Host` must name this server exactly.
-fn host_allowed(headers: &HeaderMap, local: SocketAddr, public_url: Option<&str>) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let port = local.port();
-    if host == local.to_string()
-        || host == format!("localhost:{port}")
-        || host == format!("127.0.0.1:{port}")
-    {
-        return true;
-    }
-    public_url
-        .and_then(|u| url::Url::parse(u).ok())
-        .is_some_and(|u| {
-            let authority = match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_string(),
-                _ => return false,
-            };
-            host.eq_ignore_ascii_case(&authority)
-        })
+/// DNS-rebinding guard: `Host` must name this server exactly (loopback or the public host).
+fn host_kind(
+    headers: &HeaderMap,
+    local: SocketAddr,
+    public_url: Option<&public::PublicUrl>,
+) -> HostKind {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    public::classify(host, local.port(), &local.to_string(), public_url)
 }
 
-fn is_same_origin(origin: &str, headers: &HeaderMap) -> bool {
+fn is_same_origin(origin: &str, scheme: &str, headers: &HeaderMap) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    origin == format!("http://{host}")
+    origin == format!("{scheme}://{host}")
 }
 
 fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
@@ -251,7 +255,8 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
 }
 
 /// Kite's redirect: check, exchange, then a small page saying what happened.
-async fn callback(session: &Session, query: &str) -> Response<Body> {
+async fn callback(session: &Session, query: &str, host: HostKind) -> Response<Body> {
+    let home_link = host == HostKind::Loopback;
     match session.complete_callback(query).await {
         Ok(record) => {
             let message = format!(
@@ -270,6 +275,7 @@ async fn callback(session: &Session, query: &str) -> Response<Body> {
                     title: "Logged in",
                     message: &message,
                     details: &details,
+                    home_link,
                 },
             )
         }
@@ -281,17 +287,21 @@ async fn callback(session: &Session, query: &str) -> Response<Body> {
                 SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            let details = vec![
-                "No new token was stored. Start again from the kited page (Log in with Kite), \
-                 or run `kitectl login --open`."
-                    .to_string(),
-            ];
+            let again = if home_link {
+                "Start again from the kited page (Log in with Kite), or run \
+                 `kitectl login --open`."
+            } else {
+                "Start again from a new login link: tap Log in on the newest kited message, or \
+                 run `kitectl login --link` on the machine running kited."
+            };
+            let details = vec![format!("No new token was stored. {again}")];
             page::callback_page(
                 status,
                 &page::CallbackOutcome {
                     title: "Login failed",
                     message: &sentence(&e.to_string()),
                     details: &details,
+                    home_link,
                 },
             )
         }
@@ -518,11 +528,12 @@ mod tests {
     #[test]
     fn host_check() {
         let local: SocketAddr = "127.0.0.1:8079".parse().unwrap();
+        let kind = |host: &str, public: Option<&str>| {
+            let public = public.map(|p| public::PublicUrl::parse(p).unwrap());
+            host_kind(&headers(&[("host", host)]), local, public.as_ref())
+        };
         for good in ["127.0.0.1:8079", "localhost:8079"] {
-            assert!(
-                host_allowed(&headers(&[("host", good)]), local, None),
-                "{good}"
-            );
+            assert_eq!(kind(good, None), HostKind::Loopback, "{good}");
         }
         for bad in [
             "evil.com",
@@ -531,17 +542,13 @@ mod tests {
             "localhost",
             "127.0.0.1.evil.com:8079",
         ] {
-            assert!(
-                !host_allowed(&headers(&[("host", bad)]), local, None),
-                "{bad}"
-            );
+            assert_eq!(kind(bad, None), HostKind::Foreign, "{bad}");
         }
-        assert!(!host_allowed(&HeaderMap::new(), local, None));
-        assert!(host_allowed(
-            &headers(&[("host", "kite.example.net")]),
-            local,
-            Some("https://kite.example.net")
-        ));
+        assert_eq!(host_kind(&HeaderMap::new(), local, None), HostKind::Foreign);
+        assert_eq!(
+            kind("kite.example.net", Some("https://kite.example.net")),
+            HostKind::Public
+        );
     }
 
     #[test]

@@ -237,6 +237,13 @@ pub async fn handle(session: &Session, request: Request) -> Response {
             },
             Err(e) => Response::Error(e.to_wire()),
         },
+        Request::LoginLink => match crate::login_link::issue(session) {
+            Ok(link) => Response::LoginLink {
+                link: link.link,
+                expires_at: link.expires_at,
+            },
+            Err(e) => Response::Error(e.to_wire()),
+        },
         Request::Exchange {
             request_token,
             callback_url,

@@ -11,14 +11,17 @@ mod http;
 mod http_trust;
 mod ipc;
 mod kite;
+mod login_link;
 mod notify;
 mod page;
 mod peer_uid;
+mod public;
 mod schedule;
 mod session;
 mod settings;
 mod socket_file;
 mod store;
+mod ticket;
 mod token;
 
 use clap::{Parser, Subcommand};

@@ -79,6 +79,8 @@ pub struct CallbackOutcome<'a> {
     pub message: &'a str,
     /// Secondary lines (when the token expires, what programs do now, how to retry).
     pub details: &'a [String],
+    /// Whether to offer "Back to kited": only where the token page is reachable (loopback).
+    pub home_link: bool,
 }
 
 /// The page the browser lands on after Kite's redirect. Never shows the token. Styled by
@@ -116,9 +118,13 @@ fn callback_html(ok: bool, outcome: &CallbackOutcome<'_>) -> String {
          <span class=\"sub\">Kite Connect access token</span></h1></header>\
          <main><section class=\"card callback {class}\" role=\"{role}\">\
          <h2 id=\"callback-title\"><span class=\"mark\" aria-hidden=\"true\">{mark}</span> {title}</h2>\
-         <p id=\"callback-message\" class=\"message\">{message}</p>{details}\
-         <p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/\">Back to kited</a></p>\
+         <p id=\"callback-message\" class=\"message\">{message}</p>{details}{home}\
          </section></main></body></html>\n",
+        home = if outcome.home_link {
+            "<p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/\">Back to kited</a></p>"
+        } else {
+            ""
+        },
         title = escape(outcome.title),
         message = rich(outcome.message),
         role = if ok { "status" } else { "alert" },
@@ -169,6 +175,7 @@ mod tests {
                 title: "<i>t</i>",
                 message: "<script>alert(1)</script>",
                 details: &details,
+                home_link: true,
             },
         );
         assert!(!html.contains("<script>alert"), "{html}");

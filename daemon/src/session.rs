@@ -9,6 +9,7 @@ use crate::events::EventBus;
 use crate::kite::{KiteClient, KiteError, SessionData};
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
+use crate::ticket::TicketKey;
 use crate::token::{Secret, TokenRecord};
 use kite_proto::{ErrorKind, EventKind, TokenState, TokenStatus, WireError};
 use rand::Rng;
@@ -128,6 +129,8 @@ struct Inner {
     exchange_lock: tokio::sync::Mutex<()>,
     events: EventBus,
     now: Now,
+    /// Signs and checks the login links sent to phones.
+    ticket_key: TicketKey,
 }
 
 impl Session {
@@ -139,6 +142,7 @@ impl Session {
         now: Now,
     ) -> Result<Session, StoreError> {
         let stored = store.load_token()?.map(Arc::new);
+        let ticket_key = TicketKey::new(store.ticket_key()?);
         let (token, _) = watch::channel(stored);
         Ok(Session {
             inner: Arc::new(Inner {
@@ -149,6 +153,7 @@ impl Session {
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
                 now,
+                ticket_key,
             }),
         })
     }
@@ -164,6 +169,10 @@ impl Session {
 
     pub fn events(&self) -> &EventBus {
         &self.inner.events
+    }
+
+    pub fn ticket_key(&self) -> &TicketKey {
+        &self.inner.ticket_key
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

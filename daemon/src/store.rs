@@ -1,5 +1,6 @@
 //! The only module that touches sled: the token record, durably, in a private state directory.
 
+use crate::ticket::KEY_LEN as TICKET_KEY_LEN;
 use crate::token::{TokenRecord, RECORD_VERSION};
 use serde::{Deserialize, Serialize};
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// The key of the current token in the `token` tree.
 const CURRENT: &[u8] = b"current";
+/// The key of the login-ticket signing key in the `keys` tree.
+const TICKET_KEY: &[u8] = b"login_ticket_hmac";
 /// sled segment size: see `Store::open`.
 const SEGMENT_SIZE: usize = 16 * 1024;
 /// The lock file that keeps two daemons off one state directory.
@@ -40,6 +43,8 @@ struct Envelope {
 pub struct Store {
     db: sled::Db,
     tokens: sled::Tree,
+    /// Keys kited made for itself (the login-ticket key), kept across restarts.
+    keys: sled::Tree,
     /// Held for the life of the store: the flock that makes this daemon the only one.
     _lock: File,
     dir: PathBuf,
@@ -88,10 +93,12 @@ impl Store {
                 source,
             })?;
         let tokens = db.open_tree("token")?;
+        let keys = db.open_tree("keys")?;
         make_private(dir).map_err(dir_err)?;
         Ok(Store {
             db,
             tokens,
+            keys,
             _lock: lock,
             dir: dir.to_path_buf(),
         })
@@ -131,6 +138,26 @@ impl Store {
             dir: self.dir.clone(),
             source,
         })
+    }
+
+    /// The key that signs login tickets: made (random) and flushed the first time, then the same
+    /// one on every start, so links already sent keep working after a restart.
+    pub fn ticket_key(&self) -> Result<[u8; TICKET_KEY_LEN], StoreError> {
+        if let Some(bytes) = self.keys.get(TICKET_KEY)? {
+            return bytes.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "the login ticket key is not {TICKET_KEY_LEN} bytes"
+                ))
+            });
+        }
+        let key: [u8; TICKET_KEY_LEN] = rand::random();
+        self.keys.insert(TICKET_KEY, &key[..])?;
+        self.db.flush()?;
+        make_private(&self.dir).map_err(|source| StoreError::Dir {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        Ok(key)
     }
 
     /// Removes the token (logout) and waits until that is on disk.
@@ -176,6 +203,22 @@ mod tests {
         assert_eq!(store.load_token().unwrap(), Some(record("t1")));
         store.clear_token().unwrap();
         assert_eq!(store.load_token().unwrap(), None);
+    }
+
+    #[test]
+    fn the_ticket_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), "p").unwrap().ticket_key().unwrap();
+        let store = Store::open(dir.path(), "p").unwrap();
+        assert_eq!(store.ticket_key().unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(
+            Store::open(other.path(), "p")
+                .unwrap()
+                .ticket_key()
+                .unwrap(),
+            first
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Request {
         wait_secs: Option<u64>,
     },
     LoginUrl,
+    /// A login link for a phone (needs `http.public_url`).
+    LoginLink,
     Exchange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_token: Option<String>,
@@ -37,6 +39,7 @@ pub const OPS: &[&str] = &[
     "status",
     "get_token",
     "login_url",
+    "login_link",
     "exchange",
     "logout",
     "watch",
@@ -209,6 +212,8 @@ pub enum Response {
         login_url: String,
         callback_url: String,
     },
+    /// `login_link`: `{"ok":true,"link":"https://…/login?t=…","expires_at":"…"}`.
+    LoginLink { link: String, expires_at: String },
     /// `{"ok":true}` alone: `logout`, `shutdown`, `watch` subscribed.
     Done,
     /// `{"ok":false,"error":{...}}`.
@@ -240,6 +245,11 @@ impl fmt::Debug for Response {
                 .debug_struct("LoginUrl")
                 .field("login_url", login_url)
                 .field("callback_url", callback_url)
+                .finish(),
+            Response::LoginLink { expires_at, .. } => f
+                .debug_struct("LoginLink")
+                .field("link", &"<redacted>")
+                .field("expires_at", expires_at)
                 .finish(),
             Response::Done => f.write_str("Done"),
             Response::Error(e) => f.debug_tuple("Error").field(e).finish(),
@@ -288,6 +298,10 @@ impl Response {
             } => {
                 map.insert("login_url".into(), login_url.clone().into());
                 map.insert("callback_url".into(), callback_url.clone().into());
+            }
+            Response::LoginLink { link, expires_at } => {
+                map.insert("link".into(), link.clone().into());
+                map.insert("expires_at".into(), expires_at.clone().into());
             }
             Response::Done => {}
             Response::Error(e) => {
@@ -348,6 +362,11 @@ impl Response {
                     Ok(Response::LoginUrl {
                         login_url: text(&mut map, "login_url")?,
                         callback_url: text(&mut map, "callback_url")?,
+                    })
+                } else if map.contains_key("link") {
+                    Ok(Response::LoginLink {
+                        link: text(&mut map, "link")?,
+                        expires_at: text(&mut map, "expires_at")?,
                     })
                 } else if map.contains_key("version") {
                     Ok(Response::Pong {
@@ -427,6 +446,10 @@ mod tests {
                 login_url: "l".into(),
                 callback_url: "c".into(),
             },
+            Response::LoginLink {
+                link: "https://k.example/login?t=1-ab".into(),
+                expires_at: "t".into(),
+            },
             Response::Done,
             Response::error(ErrorKind::LoginRequired, "log in"),
         ];
@@ -455,6 +478,7 @@ mod tests {
             Just(Request::Ping),
             Just(Request::Status),
             Just(Request::LoginUrl),
+            Just(Request::LoginLink),
             Just(Request::Logout),
             Just(Request::Watch),
             Just(Request::Shutdown),

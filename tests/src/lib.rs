@@ -1,6 +1,7 @@
 //! kite-tests: a faithful loopback Kite Connect simulator, and the harness that runs the real
 //! `kited` and `kitectl` binaries against it in end-to-end tests.
 
+pub mod caddy;
 pub mod harness;
 pub mod http_client;
 pub mod sim;

@@ -1,0 +1,104 @@
+//! Login links for a phone: the `login_link` op issues `PUBLIC_URL/login?t=TICKET`, and
+//! `GET /login` checks the ticket and sends the browser on to a fresh Kite login.
+
+use crate::clock;
+use crate::page;
+use crate::public::HostKind;
+use crate::session::{Session, SessionError};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// A link to send to a phone, and when it stops working (RFC 3339, IST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLink {
+    pub link: String,
+    pub expires_at: String,
+}
+
+/// A fresh link, valid until the next cutoff. Needs `http.public_url` (a loopback link is no
+/// use on a phone) and a configured Kite app (the link leads to its login).
+pub fn issue(session: &Session) -> Result<LoginLink, SessionError> {
+    let config = session.config();
+    let Some(public) = &config.public_url else {
+        return Err(SessionError::BadRequest(
+            "login links need http.public_url: the https:// address where your TLS proxy \
+             reaches kited (see \"Log in from your phone\" in the operations guide)"
+                .into(),
+        ));
+    };
+    if !config.is_configured() {
+        return Err(SessionError::NotConfigured(
+            config.config_path.display().to_string(),
+        ));
+    }
+    let expires_at = clock::expires_at(clock::ist(session.now()), config.expiry.cutoff);
+    let ticket = session
+        .ticket_key()
+        .issue(expires_at.with_timezone(&chrono::Utc));
+    Ok(LoginLink {
+        link: format!("{public}/login?t={ticket}"),
+        expires_at: clock::rfc3339(expires_at),
+    })
+}
+
+/// `GET /login[?t=TICKET]`: a 303 to a fresh Kite login URL. The public host needs a valid
+/// ticket (403 otherwise); on loopback the person is at the machine and needs none.
+pub fn serve(session: &Session, host: HostKind, query: &str) -> Response<Full<Bytes>> {
+    if host != HostKind::Loopback {
+        let ticket = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "t")
+            .map(|(_, v)| v.into_owned());
+        if let Err(why) = session.ticket_key().check(ticket.as_deref(), session.now()) {
+            tracing::warn!("refused a login link: {why}");
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "Login link not valid",
+                "This login link has expired or is not valid.",
+                "Get a new one: tap Log in on the newest kited message, or run \
+                 `kitectl login --link` on the machine running kited.",
+            );
+        }
+    }
+    match session.login_url() {
+        Ok((login_url, _)) => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            let headers = response.headers_mut();
+            if let Ok(location) = HeaderValue::from_str(&login_url) {
+                headers.insert(header::LOCATION, location);
+            }
+            // The URL carries a single-use state: never cache it, never leak where it came from.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::warn!("a login link could not start a login: {e}");
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Login unavailable",
+                "kited cannot start a Kite login right now.",
+                "Fix the setup on the machine running kited (`kited check-config`), then ask \
+                 for a new link.",
+            )
+        }
+    }
+}
+
+fn refusal(status: StatusCode, title: &str, message: &str, next: &str) -> Response<Full<Bytes>> {
+    let details = vec![next.to_string()];
+    page::callback_page(
+        status,
+        &page::CallbackOutcome {
+            title,
+            message,
+            details: &details,
+            home_link: false,
+        },
+    )
+}

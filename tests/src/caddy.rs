@@ -1,0 +1,248 @@
+//! A real Caddy in front of a real kited: TLS with Caddy's own internal CA (`tls internal`) on
+//! an ephemeral port, reverse-proxying to kited's loopback port, exactly as the operations
+//! guide sets it up on a server. The public name [`PUBLIC_HOST`] resolves to 127.0.0.1 only
+//! inside the clients (reqwest's `resolve`, Chromium's host resolver rules): no DNS, no
+//! /etc/hosts. Dropping a `Caddy` kills it and removes its certificates and state.
+
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{free_port, POLL_INTERVAL};
+use crate::http_client::HttpReply;
+
+/// The public name kited is configured with (`http.public_url = https://kited.test:PORT`).
+pub const PUBLIC_HOST: &str = "kited.test";
+/// How long Caddy may take to make its CA, a certificate, and answer through to kited.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+/// Per request through the proxy.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Caddy binary: `$KITED_CADDY` or Debian's `/usr/bin/caddy`.
+pub fn caddy_bin() -> PathBuf {
+    std::env::var_os("KITED_CADDY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/caddy"))
+}
+
+/// The HTTPS port for a Caddy that does not run yet: kited must know its public URL first.
+pub fn reserve_port() -> u16 {
+    free_port()
+}
+
+/// `https://kited.test:PORT`.
+pub fn public_url(port: u16) -> String {
+    format!("https://{PUBLIC_HOST}:{port}")
+}
+
+/// A running Caddy process.
+pub struct Caddy {
+    child: Child,
+    port: u16,
+    log_path: PathBuf,
+    client: reqwest::blocking::Client,
+    // Last: the process is gone before its directory is removed.
+    dir: tempfile::TempDir,
+}
+
+impl Caddy {
+    /// Starts Caddy on `port` (HTTPS) proxying to `upstream`, and waits until
+    /// `GET https://kited.test:PORT/healthz` answers 200 through it.
+    pub fn start(port: u16, upstream: SocketAddr) -> Caddy {
+        let bin = caddy_bin();
+        assert!(
+            bin.is_file(),
+            "the remote-login tests need Caddy at {}: install it with `apt-get install -y caddy` \
+             (or set KITED_CADDY)",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("kited-caddy-")
+            .tempdir()
+            .expect("cannot create a temp dir for Caddy");
+        let caddyfile = dir.path().join("Caddyfile");
+        // The operations guide's two lines (host, reverse_proxy), plus what a test needs: no
+        // admin endpoint, no trust-store changes, no port 80, every file in the temp dir.
+        let text = format!(
+            "{{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n\tauto_https disable_redirects\n\
+             \thttp_port {http}\n\thttps_port {port}\n\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n\n\
+             {PUBLIC_HOST}:{port} {{\n\ttls internal\n\treverse_proxy {upstream}\n}}\n",
+            http = free_port(),
+            storage = dir.path().join("data").display(),
+        );
+        fs::write(&caddyfile, text).expect("cannot write the Caddyfile");
+        let log_path = dir.path().join("caddy.log");
+        let log = File::create(&log_path).expect("cannot create the Caddy log");
+        let err = log.try_clone().expect("cannot dup the Caddy log");
+        let home = dir.path().join("home");
+        fs::create_dir_all(&home).expect("cannot create Caddy's HOME");
+        let mut command = Command::new(&bin);
+        command
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let client = https_client(port);
+        let mut caddy = Caddy {
+            child,
+            port,
+            log_path,
+            client,
+            dir,
+        };
+        caddy.wait_ready();
+        caddy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "caddy exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if r.status == 200) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "caddy on port {} did not answer /healthz within {START_DEADLINE:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// `https://kited.test:PORT`.
+    pub fn public_url(&self) -> String {
+        public_url(self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Caddy's own log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A request through the proxy over HTTPS (`path` may carry a query); redirects are not
+    /// followed. Panics with Caddy's log when the request itself fails.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpReply {
+        self.try_request(method, path, headers).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} through caddy failed: {e}; log:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// `GET path` through the proxy.
+    pub fn get(&self, path: &str) -> HttpReply {
+        self.request("GET", path, &[])
+    }
+
+    /// `POST path` with `body` through the proxy.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: String) -> HttpReply {
+        let mut request = self.client.post(format!("{}{path}", self.public_url()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(body)
+            .send()
+            .map(into_reply)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "POST {path} through caddy failed: {e}; log:\n{}",
+                    self.log()
+                )
+            })
+    }
+
+    /// GETs an absolute URL with the same client (follows nothing); for links kited sent.
+    pub fn get_url(&self, url: &str) -> HttpReply {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}; caddy log:\n{}", self.log()));
+        into_reply(response)
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpReply, reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.public_url()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().map(into_reply)
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client that reaches `kited.test:PORT` at 127.0.0.1 and accepts Caddy's internal CA.
+pub fn https_client(port: u16) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .resolve(PUBLIC_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("an HTTPS client with static settings")
+}
+
+fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    HttpReply {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("").to_string(),
+        headers,
+        body,
+    }
+}
