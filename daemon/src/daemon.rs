@@ -267,7 +267,9 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::log_writer::LossyStderr)
+        // Its own report of a failed write is an `eprintln!`, which panics on a broken stderr.
+        .log_internal_errors(false)
         .with_ansi(false)
         .with_target(false);
     if stderr_is_journal() {

@@ -11,6 +11,7 @@ mod http;
 mod http_trust;
 mod ipc;
 mod kite;
+mod log_writer;
 mod login_link;
 mod notify;
 mod page;
@@ -84,7 +85,7 @@ const EXIT_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = kite_proto::socket_path::validate_profile(&cli.profile) {
-        eprintln!("kited: {message}");
+        log_writer::say(&format!("kited: {message}"));
         return ExitCode::from(2);
     }
     let flags = config::Flags {
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
             } else {
                 ""
             };
-            eprintln!("{priority}kited: {message}");
+            log_writer::say(&format!("{priority}kited: {message}"));
             if error.downcast_ref::<config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {

@@ -696,3 +696,89 @@ fn kitectl_exchange_reads_the_url_from_stdin_not_the_command_line() {
         text(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. A broken log pipe never kills the daemon
+// ---------------------------------------------------------------------------------------------
+
+/// A `kited` started by hand (not by the harness) against `sim`, everything under `dir`:
+/// socket `dir/kited.sock`, state `dir/state`, HTTP on a free loopback port.
+fn kited_command(sim: &Sim, dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("kited"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("RUST_LOG", "info")
+        .env("KITE_API_ROOT", sim.url())
+        .env("KITE_LOGIN_URL", sim.login_url())
+        .env("KITE_API_KEY", sim.api_key())
+        .env("KITE_API_SECRET", sim.api_secret())
+        .arg("--socket")
+        .arg(dir.join("kited.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--listen", "127.0.0.1:0", "run"])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// One request on a fresh connection to `socket`; `None` when kited hung up without answering.
+fn ask(socket: &Path, request: &Value) -> Option<Value> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(PROCESS_DEADLINE)).unwrap();
+    (&stream)
+        .write_all(format!("{request}\n").as_bytes())
+        .ok()?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+#[test]
+fn kited_keeps_answering_after_its_log_reader_went_away() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = kited_command(&sim, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kited");
+    let stderr = child.stderr.take().unwrap();
+    let mut kited = Running(Some(child));
+    // Read the log until kited is ready, then close the read end as a dying `| tee` would.
+    let mut log = BufReader::new(stderr);
+    let mut seen = String::new();
+    while !seen.contains("kited is ready") {
+        let before = seen.len();
+        log.read_line(&mut seen).unwrap();
+        assert!(
+            seen.len() > before,
+            "kited exited before it was ready: {seen}"
+        );
+    }
+    drop(log);
+    drop(kited.0.as_mut().unwrap().stdout.take());
+
+    let socket = dir.path().join("kited.sock");
+    let request_token = sim.issue_request_token();
+    let answer = ask(
+        &socket,
+        &json!({"op": "exchange", "request_token": request_token}),
+    );
+    let answer = answer.expect("kited died at its first log line after the reader went away");
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    for _ in 0..3 {
+        let token = ask(&socket, &json!({"op": "get_token"})).expect("no answer to get_token");
+        assert_eq!(
+            token["access_token"].as_str(),
+            sim.valid_access_tokens().first().map(String::as_str),
+            "{token}"
+        );
+    }
+    assert!(
+        kited.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "kited exited"
+    );
+}
