@@ -160,6 +160,9 @@ pub fn render_status(s: &TokenStatus) -> String {
     if let Some(reason) = &s.invalidated_reason {
         lines.push(("reason", reason.clone()));
     }
+    if let Some(why) = &s.store_error {
+        lines.push(("store", format!("failing: {why}")));
+    }
     lines.push(("profile", s.profile.clone()));
     if !s.hint.is_empty() {
         lines.push(("hint", s.hint.clone()));
@@ -581,6 +584,7 @@ mod tests {
             profile: "default".into(),
             api_key: Some("key".into()),
             invalidated_reason: None,
+            store_error: None,
             hint: "Nothing to do.".into(),
         }
     }

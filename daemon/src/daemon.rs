@@ -71,6 +71,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let schedule_task = tokio::spawn(crate::schedule::run(session.clone(), shutdown.clone()));
     let notify_task = tokio::spawn(crate::notify::run(session.clone(), shutdown.clone()));
     let hooks_task = tokio::spawn(crate::hooks::run(session.clone(), shutdown.clone()));
+    let store_task = tokio::spawn(crate::store_health::run(session.clone(), shutdown.clone()));
     // Both listeners are bound (connections queue in their backlogs until the tasks accept), so
     // this is the moment `systemctl start` may return and clients may connect.
     let status = status_line(&session);
@@ -104,6 +105,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         let _ = schedule_task.await;
         let _ = notify_task.await;
         let _ = hooks_task.await;
+        let _ = store_task.await;
         if let Some(task) = status_task {
             let _ = task.await;
         }

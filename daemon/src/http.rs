@@ -158,7 +158,13 @@ async fn dispatch(
     request: Request<Incoming>,
 ) -> Response<Body> {
     match (method, path) {
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"ok": true})),
+        (&Method::GET, "/healthz") => match session.store().failing() {
+            None => json_response(StatusCode::OK, &json!({"ok": true})),
+            Some(why) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ok": false, "detail": why}),
+            ),
+        },
         (&Method::GET, "/auth/callback") => {
             let query = request.uri().query().unwrap_or("").to_string();
             callback(session, &query, host).await
@@ -284,6 +290,7 @@ async fn callback(session: &Session, query: &str, host: HostKind) -> Response<Bo
             let status = match e {
                 SessionError::Kite(ref k) if k.is_transient() => StatusCode::BAD_GATEWAY,
                 SessionError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                SessionError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
@@ -446,6 +453,7 @@ fn error_status(error: &SessionError) -> StatusCode {
         SessionError::Kite(_) => StatusCode::BAD_REQUEST,
         SessionError::WrongUser { .. } => StatusCode::FORBIDDEN,
         SessionError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SessionError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         SessionError::LoginRequired(_) => StatusCode::UNAUTHORIZED,
         SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
             StatusCode::BAD_REQUEST

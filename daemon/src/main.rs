@@ -22,6 +22,7 @@ mod session;
 mod settings;
 mod socket_file;
 mod store;
+mod store_health;
 mod ticket;
 mod token;
 

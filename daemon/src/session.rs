@@ -49,6 +49,8 @@ pub enum SessionError {
     BadRequest(String),
     #[error("kited could not store the token: {0}")]
     Store(#[from] StoreError),
+    #[error("kited cannot store a new token now, so it did not use the request token: {0}")]
+    StoreUnavailable(StoreError),
 }
 
 impl SessionError {
@@ -62,7 +64,7 @@ impl SessionError {
             SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
                 ErrorKind::BadRequest
             }
-            SessionError::Store(_) => ErrorKind::Internal,
+            SessionError::Store(_) | SessionError::StoreUnavailable(_) => ErrorKind::Internal,
         }
     }
 
@@ -261,6 +263,7 @@ impl Session {
                 .clone()
                 .or_else(|| record.as_ref().map(|r| r.api_key.clone())),
             invalidated_reason: record.as_ref().and_then(|r| r.invalidated.clone()),
+            store_error: self.inner.store.failing(),
             hint,
         }
     }
@@ -401,6 +404,8 @@ impl Session {
         check_request_token(request_token)?;
         let kite = self.kite()?;
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
+        // Kite's request token is single use: spend it only if the result can be stored.
+        self.ensure_store_writable().await?;
         let data = kite.exchange(request_token).await?;
         let expected = self.config().expected_user_id.clone();
         if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&data.user_id)) {
@@ -458,6 +463,20 @@ impl Session {
             expires_at: record.expires_at.clone(),
         });
         Ok(record)
+    }
+
+    /// The token store, for the task that retries it while it fails.
+    pub fn store(&self) -> Arc<Store> {
+        self.inner.store.clone()
+    }
+
+    /// Proves the store takes a write (reopening it after a failure), on a blocking thread.
+    pub async fn ensure_store_writable(&self) -> Result<(), SessionError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.ensure_writable())
+            .await
+            .expect("store probe does not panic")
+            .map_err(SessionError::StoreUnavailable)
     }
 
     /// Writes (or with `None` removes) the record on a blocking thread: sled's flush is fsync.

@@ -1,4 +1,9 @@
 //! The only module that touches sled: the token record, durably, in a private state directory.
+//!
+//! A write that fails (a full disk, above all) marks the store as failing: `status` and
+//! `/healthz` say so, and [`Store::ensure_writable`] reopens sled (which refuses every write
+//! after one I/O error until it is reopened) and proves a write works before anything spends
+//! Kite's single-use request token.
 
 use crate::ticket::KEY_LEN as TICKET_KEY_LEN;
 use crate::token::{TokenRecord, RECORD_VERSION};
@@ -6,12 +11,22 @@ use serde::{Deserialize, Serialize};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tokio::sync::watch;
 
 /// The key of the current token in the `token` tree.
 const CURRENT: &[u8] = b"current";
 /// The key of the login-ticket signing key in the `keys` tree.
 const TICKET_KEY: &[u8] = b"login_ticket_hmac";
-/// sled segment size: see `Store::open`.
+/// The key [`Store::ensure_writable`] writes and removes again.
+const PROBE: &[u8] = b"probe";
+/// How much the probe writes: twice a token record (~1 KiB), and under sled's large-value
+/// threshold (a quarter segment), so it takes the same path in sled as the record.
+const PROBE_BYTES: usize = 2 * 1024;
+/// Free space below which the disk counts as full before an exchange: room for a few of sled's
+/// segments, so the record that follows cannot run out of space half-way.
+const MIN_FREE: u64 = 4 * SEGMENT_SIZE as u64;
+/// sled segment size: see `open_db`.
 const SEGMENT_SIZE: usize = 16 * 1024;
 /// The lock file that keeps two daemons off one state directory.
 const LOCK_FILE: &str = "kited.lock";
@@ -25,12 +40,20 @@ pub enum StoreError {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the token store in {dir}: {source}")]
-    Open { dir: PathBuf, source: sled::Error },
-    #[error("token store failed: {0}")]
-    Sled(#[from] sled::Error),
+    #[error("the disk holding {dir} is full: free some space (kited retries by itself)")]
+    DiskFull { dir: PathBuf },
+    #[error("cannot write the token store in {dir}: {source}")]
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token store in {dir} failed: {message}")]
+    Sled { dir: PathBuf, message: String },
     #[error("stored token record is unreadable: {0}")]
     Corrupt(String),
+    /// The database is closed after a failed reopen; the sentence of the failure that did it.
+    #[error("{0}")]
+    Closed(String),
 }
 
 /// The on-disk envelope: a version number beside the record, so formats can migrate.
@@ -40,11 +63,19 @@ struct Envelope {
     token: TokenRecord,
 }
 
-pub struct Store {
+/// An open sled database and its trees.
+struct Db {
     db: sled::Db,
     tokens: sled::Tree,
     /// Keys kited made for itself (the login-ticket key), kept across restarts.
     keys: sled::Tree,
+}
+
+pub struct Store {
+    /// `None` only while a reopen after a failure has not succeeded yet.
+    db: Mutex<Option<Db>>,
+    /// Why the store is failing (one sentence), or `None` while writes work.
+    health: watch::Sender<Option<String>>,
     /// Held for the life of the store: the flock that makes this daemon the only one.
     _lock: File,
     dir: PathBuf,
@@ -76,37 +107,121 @@ impl Store {
                 dir: dir.to_path_buf(),
             });
         }
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            // We flush explicitly after every write; sled's periodic flusher would only wake
-            // an idle daemon.
-            .flush_every_ms(None)
-            // The store holds one small record: a small cache keeps the idle RSS small.
-            .cache_capacity(1 << 20)
-            // sled keeps dozens of segment-sized write buffers; at the 512 KiB default they
-            // were 21 MB of the idle daemon's RSS. A record is ~1 KiB, so 16 KiB segments hold
-            // it with room to spare. (Fixed per store: sled refuses to reopen with another size.)
-            .segment_size(SEGMENT_SIZE)
-            .open()
-            .map_err(|source| StoreError::Open {
-                dir: dir.to_path_buf(),
-                source,
-            })?;
-        let tokens = db.open_tree("token")?;
-        let keys = db.open_tree("keys")?;
+        let db = open_db(dir)?;
         make_private(dir).map_err(dir_err)?;
         Ok(Store {
-            db,
-            tokens,
-            keys,
+            db: Mutex::new(Some(db)),
+            health: watch::channel(None).0,
             _lock: lock,
             dir: dir.to_path_buf(),
         })
     }
 
+    /// Why writes fail right now, or `None` while they work.
+    pub fn failing(&self) -> Option<String> {
+        self.health.borrow().clone()
+    }
+
+    /// A receiver that changes whenever the store starts or stops failing.
+    pub fn watch_health(&self) -> watch::Receiver<Option<String>> {
+        self.health.subscribe()
+    }
+
+    /// Runs `op` on the open database; a failure marks the store as failing.
+    fn with_db<T>(&self, op: impl FnOnce(&Db) -> sled::Result<T>) -> Result<T, StoreError> {
+        let guard = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match guard.as_ref() {
+            Some(db) => op(db).map_err(|e| classify(&self.dir, e)),
+            None => Err(self.failure()),
+        };
+        drop(guard);
+        if let Err(e) = &result {
+            self.mark_failing(e);
+        }
+        result
+    }
+
+    /// The error to report while the database is closed after a failed reopen.
+    fn failure(&self) -> StoreError {
+        StoreError::Closed(
+            self.failing()
+                .unwrap_or_else(|| format!("the token store in {} is closed", self.dir.display())),
+        )
+    }
+
+    fn mark_failing(&self, error: &StoreError) {
+        let sentence = error.to_string();
+        self.health.send_if_modified(|now| {
+            if now.as_deref() == Some(sentence.as_str()) {
+                return false;
+            }
+            tracing::error!("{sentence}");
+            *now = Some(sentence);
+            true
+        });
+    }
+
+    /// Proves that a write reaches the disk and that room is left for the next, reopening
+    /// sled when the probe fails (sled refuses every write after one I/O error until it is
+    /// reopened). Marks the store failing, or healthy again, accordingly.
+    pub fn ensure_writable(&self) -> Result<(), StoreError> {
+        let result = self
+            .probe()
+            .or_else(|_| {
+                self.reopen()?;
+                self.probe()
+            })
+            .and_then(|()| self.check_free_space());
+        match &result {
+            Ok(()) => {
+                if self.health.send_replace(None).is_some() {
+                    tracing::info!("the token store in {} works again", self.dir.display());
+                }
+            }
+            Err(e) => self.mark_failing(e),
+        }
+        result
+    }
+
+    /// Writes and removes a record-sized value, and waits for both to reach the disk.
+    fn probe(&self) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            db.tokens.insert(PROBE, vec![0u8; PROBE_BYTES])?;
+            db.db.flush()?;
+            db.tokens.remove(PROBE)?;
+            db.db.flush()?;
+            Ok(())
+        })
+    }
+
+    /// Closes sled and opens it again from what is on disk.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        // Closed first: sled locks its files. A database that failed a write does not flush
+        // on close (it returns its stored error at once).
+        guard.take();
+        *guard = Some(open_db(&self.dir)?);
+        tracing::info!("reopened the token store in {}", self.dir.display());
+        Ok(())
+    }
+
+    /// Fails when the file system holding the store has less than [`MIN_FREE`] left.
+    fn check_free_space(&self) -> Result<(), StoreError> {
+        let stat = rustix::fs::statvfs(&self.dir).map_err(|e| StoreError::Io {
+            dir: self.dir.clone(),
+            source: e.into(),
+        })?;
+        if stat.f_bavail.saturating_mul(stat.f_frsize) < MIN_FREE {
+            return Err(StoreError::DiskFull {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The stored token, migrated to the current format, if any.
     pub fn load_token(&self) -> Result<Option<TokenRecord>, StoreError> {
-        let Some(bytes) = self.tokens.get(CURRENT)? else {
+        let Some(bytes) = self.with_db(|db| db.tokens.get(CURRENT))? else {
             return Ok(None);
         };
         let envelope: serde_json::Value =
@@ -131,8 +246,11 @@ impl Store {
             token: token.clone(),
         };
         let bytes = serde_json::to_vec(&envelope).expect("a token record serializes");
-        self.tokens.insert(CURRENT, bytes)?;
-        self.db.flush()?;
+        self.with_db(|db| {
+            db.tokens.insert(CURRENT, bytes)?;
+            db.db.flush()?;
+            Ok(())
+        })?;
         // sled may have created files since open; keep them private even under a loose umask.
         make_private(&self.dir).map_err(|source| StoreError::Dir {
             dir: self.dir.clone(),
@@ -143,7 +261,7 @@ impl Store {
     /// The key that signs login tickets: made (random) and flushed the first time, then the same
     /// one on every start, so links already sent keep working after a restart.
     pub fn ticket_key(&self) -> Result<[u8; TICKET_KEY_LEN], StoreError> {
-        if let Some(bytes) = self.keys.get(TICKET_KEY)? {
+        if let Some(bytes) = self.with_db(|db| db.keys.get(TICKET_KEY))? {
             return bytes.as_ref().try_into().map_err(|_| {
                 StoreError::Corrupt(format!(
                     "the login ticket key is not {TICKET_KEY_LEN} bytes"
@@ -151,8 +269,11 @@ impl Store {
             });
         }
         let key: [u8; TICKET_KEY_LEN] = rand::random();
-        self.keys.insert(TICKET_KEY, &key[..])?;
-        self.db.flush()?;
+        self.with_db(|db| {
+            db.keys.insert(TICKET_KEY, &key[..])?;
+            db.db.flush()?;
+            Ok(())
+        })?;
         make_private(&self.dir).map_err(|source| StoreError::Dir {
             dir: self.dir.clone(),
             source,
@@ -162,9 +283,64 @@ impl Store {
 
     /// Removes the token (logout) and waits until that is on disk.
     pub fn clear_token(&self) -> Result<(), StoreError> {
-        self.tokens.remove(CURRENT)?;
-        self.db.flush()?;
-        Ok(())
+        self.with_db(|db| {
+            db.tokens.remove(CURRENT)?;
+            db.db.flush()?;
+            Ok(())
+        })
+    }
+}
+
+/// Opens sled in `dir/db`.
+fn open_db(dir: &Path) -> Result<Db, StoreError> {
+    let db = sled::Config::new()
+        .path(dir.join("db"))
+        // We flush explicitly after every write; sled's periodic flusher would only wake
+        // an idle daemon.
+        .flush_every_ms(None)
+        // The store holds one small record: a small cache keeps the idle RSS small.
+        .cache_capacity(1 << 20)
+        // sled keeps dozens of segment-sized write buffers; at the 512 KiB default they
+        // were 21 MB of the idle daemon's RSS. A record is ~1 KiB, so 16 KiB segments hold
+        // it with room to spare. (Fixed per store: sled refuses to reopen with another size.)
+        .segment_size(SEGMENT_SIZE)
+        .open()
+        .map_err(|e| classify(dir, e))?;
+    let tokens = db.open_tree("token").map_err(|e| classify(dir, e))?;
+    let keys = db.open_tree("keys").map_err(|e| classify(dir, e))?;
+    Ok(Db { db, tokens, keys })
+}
+
+/// A sled error as one sentence: a full disk says so, other I/O errors say what the kernel said.
+fn classify(dir: &Path, error: sled::Error) -> StoreError {
+    let dir = dir.to_path_buf();
+    match error {
+        sled::Error::Io(source) => {
+            let errno = source
+                .raw_os_error()
+                .map(rustix::io::Errno::from_raw_os_error);
+            let full = matches!(
+                errno,
+                Some(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT)
+            ) || matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            );
+            if full {
+                return StoreError::DiskFull { dir };
+            }
+            // sled hands out copies of a stored error with its Debug text as the message;
+            // the kind alone reads better than that.
+            let source = match errno {
+                Some(_) => source,
+                None => std::io::Error::from(source.kind()),
+            };
+            StoreError::Io { dir, source }
+        }
+        other => StoreError::Sled {
+            dir,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -262,8 +438,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "p").unwrap();
         store
-            .tokens
-            .insert(CURRENT, br#"{"v":99,"token":{}}"#.to_vec())
+            .with_db(|db| {
+                db.tokens
+                    .insert(CURRENT, br#"{"v":99,"token":{}}"#.to_vec())
+            })
             .unwrap();
         assert!(matches!(store.load_token(), Err(StoreError::Corrupt(_))));
     }

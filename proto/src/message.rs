@@ -142,6 +142,9 @@ pub struct TokenStatus {
     /// Why the token was invalidated, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidated_reason: Option<String>,
+    /// Why the token store cannot be written right now (a full disk), while that lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
     /// What the person should do next, in one sentence.
     pub hint: String,
 }

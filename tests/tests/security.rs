@@ -702,9 +702,15 @@ fn kitectl_exchange_reads_the_url_from_stdin_not_the_command_line() {
 // ---------------------------------------------------------------------------------------------
 
 /// A `kited` started by hand (not by the harness) against `sim`, everything under `dir`:
-/// socket `dir/kited.sock`, state `dir/state`, HTTP on a free loopback port.
-fn kited_command(sim: &Sim, dir: &Path) -> Command {
+/// socket `dir/kited.sock`, state `dir/state`, HTTP on `listen`.
+fn kited_command(sim: &Sim, dir: &Path, listen: &str) -> Command {
     let mut cmd = Command::new(bin("kited"));
+    kited_args(&mut cmd, sim, dir, listen);
+    cmd
+}
+
+/// The environment and arguments of [`kited_command`], for a `cmd` that ends up running kited.
+fn kited_args(cmd: &mut Command, sim: &Sim, dir: &Path, listen: &str) {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
@@ -719,9 +725,8 @@ fn kited_command(sim: &Sim, dir: &Path) -> Command {
         .arg(dir.join("kited.sock"))
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .args(["--listen", "127.0.0.1:0", "run"])
+        .args(["--listen", listen, "run"])
         .stdin(Stdio::null());
-    cmd
 }
 
 /// One request on a fresh connection to `socket`; `None` when kited hung up without answering.
@@ -740,7 +745,7 @@ fn ask(socket: &Path, request: &Value) -> Option<Value> {
 fn kited_keeps_answering_after_its_log_reader_went_away() {
     let sim = sim();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = kited_command(&sim, dir.path())
+    let mut child = kited_command(&sim, dir.path(), "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -781,4 +786,118 @@ fn kited_keeps_answering_after_its_log_reader_went_away() {
         kited.0.as_mut().unwrap().try_wait().unwrap().is_none(),
         "kited exited"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A full disk is survivable
+// ---------------------------------------------------------------------------------------------
+
+/// Size of the file system the state dir gets: room for sled, and quick to fill.
+const SMALL_DISK: &str = "size=1m";
+
+#[test]
+fn a_full_disk_is_reported_spends_no_request_token_and_heals_by_itself() {
+    if !can_switch_users() {
+        return;
+    }
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let port = kite_tests::harness::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // kited runs in a mount namespace of its own where the state dir is a 1 MB tmpfs; the test
+    // reaches that file system through /proc/PID/root.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o {SMALL_DISK},mode=0700 tmpfs \"$0\" && exec \"$@\""
+        ))
+        .arg(&state)
+        .arg(bin("kited"));
+    kited_args(&mut cmd, &sim, dir.path(), &listen);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("unshare kited");
+    let pid = child.id();
+    let mut kited = Running(Some(child));
+    let socket = dir.path().join("kited.sock");
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while ask(&socket, &json!({"op": "ping"})).is_none() {
+        if let Ok(Some(_)) = kited.0.as_mut().unwrap().try_wait() {
+            panic!("kited exited: {}", text(&kited.wait_failed().stderr));
+        }
+        assert!(Instant::now() < deadline, "kited did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exchange = |request_token: &str| {
+        ask(
+            &socket,
+            &json!({"op": "exchange", "request_token": request_token}),
+        )
+        .expect("kited answers the exchange")
+    };
+    let first = exchange(&sim.issue_request_token());
+    assert_eq!(first["ok"], json!(true), "{first}");
+
+    // Fill the disk holding the state dir.
+    let inside = PathBuf::from(format!("/proc/{pid}/root")).join(state.strip_prefix("/").unwrap());
+    let filler = inside.join("filler");
+    {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+    }
+    let healthz = || {
+        http_client::get(&format!("http://{listen}/healthz"))
+            .expect("GET /healthz")
+            .status
+    };
+
+    // Every exchange is refused before Kite is asked, so no request token is spent, and the
+    // reason is one sentence naming the state dir.
+    let spent_before = exchanges_at_kite(&sim);
+    let mut refused = String::new();
+    for _ in 0..6 {
+        refused = sim.issue_request_token();
+        let answer = exchange(&refused);
+        assert_eq!(answer["ok"], json!(false), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains(&format!("the disk holding {} is full", state.display()))
+                && message.contains("did not use the request token")
+                && !message.contains("Os {"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        exchanges_at_kite(&sim),
+        spent_before,
+        "request tokens were spent"
+    );
+    let status = ask(&socket, &json!({"op": "status"})).unwrap();
+    let store_error = status["status"]["store_error"].as_str().unwrap_or_default();
+    assert!(store_error.contains("is full"), "{status}");
+    assert_eq!(healthz(), 503);
+    // The token already stored is still handed out.
+    let token = ask(&socket, &json!({"op": "get_token"})).unwrap();
+    assert_eq!(token["ok"], json!(true), "{token}");
+
+    // Space is freed: kited notices by itself, and the last refused request token still works.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while healthz() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "/healthz stayed failing after space was freed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = ask(&socket, &json!({"op": "status"})).unwrap();
+    assert!(status["status"].get("store_error").is_none(), "{status}");
+    let answer = exchange(&refused);
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let token = ask(&socket, &json!({"op": "get_token"})).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    assert!(sim.valid_access_tokens().contains(&token), "{token}");
+    drop(kited);
 }
