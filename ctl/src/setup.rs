@@ -289,7 +289,8 @@ fn systemctl(args: &[&str]) -> Result<(), String> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    // systemctl's first line says what failed ("Job for kited.service failed because ...").
+    let last = stderr.lines().find(|l| !l.trim().is_empty());
     Err(last.map_or_else(
         || format!("systemctl {} failed ({})", args.join(" "), output.status),
         |l| l.trim().to_string(),

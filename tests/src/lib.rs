@@ -5,6 +5,8 @@ pub mod caddy;
 pub mod harness;
 pub mod http_client;
 pub mod sim;
+pub mod terminal;
+pub mod user_manager;
 pub mod webdriver;
 
 pub use harness::{bin, follow_browser_login, Daemon, DaemonBuilder};

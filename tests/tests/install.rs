@@ -1,19 +1,18 @@
 //! Installing kited as a user would: `kitectl setup` writing a profile (flags, a terminal, bad
-//! input, existing files), and a kited started by hand finding the secret setup wrote.
+//! input, existing files), a kited started by hand finding the secret setup wrote, and the
+//! repository's units under a real (private) systemd user manager, enabled by `kitectl setup`.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kite_tests::harness::{bin, eventually};
+use kite_tests::harness::{bin, eventually, free_port};
+use kite_tests::terminal::Terminal;
+use kite_tests::user_manager::UserManager;
 use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
-
-/// How long a prompt may take to appear on the terminal.
-const PROMPT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A throwaway home: `HOME`, `XDG_CONFIG_HOME` and `XDG_RUNTIME_DIR` (with no user manager in it,
 /// so `systemctl --user` finds nothing).
@@ -336,73 +335,6 @@ fn setup_of_a_named_profile_without_a_user_manager_says_how_to_start_kited() {
     );
 }
 
-/// A pseudo-terminal: the master side read by a thread into `screen`, written by the test.
-struct Terminal {
-    master: fs::File,
-    screen: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    slave_path: PathBuf,
-}
-
-impl Terminal {
-    fn open() -> Terminal {
-        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("no pseudo-terminals");
-        grantpt(&master).unwrap();
-        unlockpt(&master).unwrap();
-        let slave_path = PathBuf::from(ptsname(&master, Vec::new()).unwrap().to_str().unwrap());
-        let master = fs::File::from(master);
-        let mut reading = master.try_clone().unwrap();
-        let screen = Arc::new(Mutex::new(String::new()));
-        let into = Arc::clone(&screen);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            // EIO once every slave descriptor is closed: the program is gone.
-            while let Ok(n @ 1..) = reading.read(&mut buf) {
-                into.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Terminal {
-            master,
-            screen,
-            reader: Some(reader),
-            slave_path,
-        }
-    }
-
-    fn slave(&self) -> fs::File {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.slave_path)
-            .unwrap()
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().clone()
-    }
-
-    /// Waits for `prompt` on the screen, then types `line` and Enter.
-    fn answer(&mut self, prompt: &str, line: &str) {
-        eventually(PROMPT_DEADLINE, &format!("the prompt {prompt:?}"), || {
-            self.screen().contains(prompt)
-        });
-        self.master
-            .write_all(format!("{line}\r").as_bytes())
-            .unwrap();
-    }
-
-    /// Everything shown, once the program has closed the terminal.
-    fn finish(&mut self) -> String {
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        self.screen()
-    }
-}
-
 #[test]
 fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
     const SECRET: &str = "typed-secret-7c1d";
@@ -440,4 +372,222 @@ fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
     assert!(attrs
         .local_modes
         .contains(rustix::termios::LocalModes::ECHO));
+}
+
+/// How long a unit may take to change state (systemctl waits for the job itself).
+const UNIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A private user manager in a directory outside /tmp and /home (the units' `PrivateTmp=` and
+/// `ProtectHome=` would hide those from kited). `None` when this machine cannot run one, after
+/// saying why; under CI that is a failure.
+fn user_manager(dir: &Path) -> Option<UserManager> {
+    match UserManager::start(dir) {
+        Ok(manager) => Some(manager),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the real-systemd tests, but: {why}")
+        }
+        Err(why) => {
+            eprintln!("NOT RUN (no private systemd --user here): {why}");
+            None
+        }
+    }
+}
+
+/// This test machine's kernel (a microVM without some /proc files) refuses the /proc remounts
+/// these two need inside a nested namespace (`status=226/NAMESPACE`); every other sandbox option
+/// of the units stays as shipped.
+const RELAXED: &str = "ProtectKernelTunables=no\nProtectKernelLogs=no\n";
+
+/// Installs the repository's units as a user would, plus a drop-in per unit that points
+/// ExecStart at the binaries under test, aims kited at `sim` on `port`, and logs to a file.
+fn install_units(manager: &UserManager, sim: &Sim, port: u16) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let log = manager.home().join("kited.log");
+    for unit in ["kited.service", "kited@.service"] {
+        fs::copy(
+            repo.join("systemd").join(unit),
+            manager.unit_dir().join(unit),
+        )
+        .unwrap();
+        let profile = if unit == "kited.service" {
+            "default"
+        } else {
+            "%i"
+        };
+        let drop_in = manager.unit_dir().join(format!("{unit}.d"));
+        fs::create_dir_all(&drop_in).unwrap();
+        fs::write(
+            drop_in.join("test.conf"),
+            format!(
+                "[Service]\nExecStart=\nExecStart={kited} --profile {profile} --socket %t/kited/{profile}.sock --state-dir %S/kited/{profile} run\n\
+                 Environment=KITE_API_ROOT={root} KITE_LOGIN_URL={login} KITED_LISTEN=127.0.0.1:{port}\n\
+                 StandardOutput=append:{log}\nStandardError=append:{log}\n{RELAXED}",
+                kited = bin("kited").display(),
+                root = sim.url(),
+                login = sim.login_url(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+    }
+    log
+}
+
+#[test]
+fn setup_enables_the_unit_and_systemctl_drives_kited() {
+    let root = tempfile::Builder::new()
+        .prefix("sd-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let Some(manager) = user_manager(root.path()) else {
+        return;
+    };
+    let sim = Sim::start(SimConfig::default());
+    let port = free_port();
+    sim.set_redirect_url(&format!("http://127.0.0.1:{port}/auth/callback"));
+    let log_path = install_units(&manager, &sim, port);
+    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let kitectl = |args: &[&str]| manager.command(bin("kitectl")).args(args).output().unwrap();
+
+    // `kitectl setup` writes the files and enables and starts kited.service.
+    let mut setup = manager
+        .command(bin("kitectl"))
+        .args([
+            "setup",
+            "--api-key",
+            &sim.api_key(),
+            "--api-secret-file",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(setup.stdin.take().unwrap(), "{}", sim.api_secret()).unwrap();
+    let out = setup.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nkited log:\n{}\n{}",
+        text(&out.stderr),
+        log(),
+        manager.diagnose("kited")
+    );
+    assert!(
+        stdout.contains("Enabled and started kited.service"),
+        "{stdout}"
+    );
+    assert_eq!(manager.state_of("kited"), "active", "{}", log());
+    let enabled = manager.systemctl(&["is-enabled", "kited"]);
+    assert_eq!(text(&enabled.stdout).trim(), "enabled");
+
+    // kitectl finds the unit's socket by itself; the unit got the secret through LoadCredential=.
+    let status = kitectl(&["status", "--json"]);
+    assert!(
+        status.status.success(),
+        "{}\n{}",
+        text(&status.stderr),
+        log()
+    );
+    assert!(
+        text(&status.stdout).contains("\"configured\":true"),
+        "{}",
+        text(&status.stdout)
+    );
+    let login = kitectl(&["login"]);
+    let (code, body) = follow_browser_login_at(&text(&login.stdout));
+    assert_eq!(code, 200, "{body}\n{}", log());
+    let token = kitectl(&["get-token"]);
+    assert!(token.status.success(), "{}", text(&token.stderr));
+
+    // stop: clean exit, the socket is gone; start: the token survived.
+    let stop = manager.systemctl(&["stop", "kited"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert_eq!(manager.state_of("kited"), "inactive", "{}", log());
+    assert!(!manager.runtime_dir().join("kited/default.sock").exists());
+    assert_eq!(kitectl(&["get-token"]).status.code(), Some(3));
+    let start = manager.systemctl(&["start", "kited"]);
+    assert!(start.status.success(), "{}\n{}", text(&start.stderr), log());
+    let again = kitectl(&["get-token"]);
+    assert_eq!(
+        text(&again.stdout),
+        text(&token.stdout),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // A second profile: `kitectl --profile dev setup` starts kited@dev beside it, on its own port.
+    let dev_port = free_port();
+    let dev_drop_in = manager.unit_dir().join("kited@dev.service.d");
+    fs::create_dir_all(&dev_drop_in).unwrap();
+    fs::write(
+        dev_drop_in.join("zz-dev.conf"),
+        format!("[Service]\nEnvironment=KITED_LISTEN=127.0.0.1:{dev_port}\n"),
+    )
+    .unwrap();
+    let secret = manager.home().join("dev-secret");
+    fs::write(&secret, format!("{}\n", sim.api_secret())).unwrap();
+    let out = kitectl(&[
+        "--profile",
+        "dev",
+        "setup",
+        "--api-key",
+        &sim.api_key(),
+        "--api-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        log(),
+        manager.diagnose("kited@dev")
+    );
+    assert_eq!(manager.state_of("kited@dev"), "active", "{}", log());
+    let ping = kitectl(&["--profile", "dev", "ping"]);
+    assert!(ping.status.success(), "{}", text(&ping.stderr));
+    let dev_status = kitectl(&["--profile", "dev", "status", "--json"]);
+    assert!(
+        text(&dev_status.stdout).contains("\"configured\":true"),
+        "{}",
+        text(&dev_status.stdout)
+    );
+
+    // Reload is SIGHUP to the main process: the same process re-reads its config and stays
+    // active. (Sent with `systemctl kill`: in this microVM, `systemctl reload` fails because
+    // ExecReload= runs in a process that cannot join a namespace that has a credential mounted, 226/NAMESPACE,
+    // which no real host does.)
+    let pid = main_pid(&manager, "kited@dev");
+    let reload = manager.systemctl(&["kill", "--kill-whom=main", "--signal=SIGHUP", "kited@dev"]);
+    assert!(
+        reload.status.success(),
+        "{}\n{}\n{}",
+        text(&reload.stderr),
+        log(),
+        manager.diagnose("kited@dev")
+    );
+    eventually(UNIT_DEADLINE, "the reload in kited's log", || {
+        log().contains("SIGHUP: configuration reloaded")
+    });
+    assert_eq!(main_pid(&manager, "kited@dev"), pid);
+    assert_eq!(manager.state_of("kited@dev"), "active");
+    assert_eq!(manager.state_of("kited"), "active");
+}
+
+/// The unit's MainPID.
+fn main_pid(manager: &UserManager, unit: &str) -> String {
+    let out = manager.systemctl(&["show", "--property=MainPID", "--value", unit]);
+    text(&out.stdout).trim().to_string()
+}
+
+/// A browser following a login URL: the sim's 302, then kited's callback.
+fn follow_browser_login_at(login_url: &str) -> (u16, String) {
+    let at_sim = kite_tests::http_client::get(login_url.trim()).unwrap();
+    let Some(callback) = at_sim.header("location") else {
+        return (at_sim.status, at_sim.text());
+    };
+    let landed = kite_tests::http_client::get(callback).unwrap();
+    (landed.status, landed.text())
 }
