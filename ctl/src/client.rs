@@ -1,10 +1,8 @@
 //! The connection to kited: connect, send one request line, read one answer line.
 
-use crate::exit;
 use kite_proto::socket_trust::{self, Distrust};
-use kite_proto::{FrameError, LineBuffer, Request, Response, WireError};
+use kite_proto::{exit, parse_answer, Call, FrameError, LineBuffer, WireError};
 use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-use serde_json::Value;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -133,7 +131,7 @@ impl ClientError {
             | ClientError::Io { .. }
             | ClientError::Untrusted(_) => exit::UNREACHABLE,
             ClientError::Protocol(_) => exit::FAILURE,
-            ClientError::Daemon(e) => exit::for_kind(e.kind),
+            ClientError::Daemon(e) => e.kind.exit_code(),
         }
     }
 }
@@ -220,12 +218,23 @@ impl Client {
         }
     }
 
-    /// Sends one request line.
-    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        let line = request.to_line();
+    /// Sends `request` and returns the daemon's answer, of the request's own answer type; an
+    /// `{"ok":false}` answer becomes [`ClientError::Daemon`].
+    pub fn call<C: Call>(&mut self, request: C) -> Result<C::Answer, ClientError> {
+        let line = request.into().to_line();
         self.stream
             .write_all(line.as_bytes())
-            .map_err(|source| self.io(source))
+            .map_err(|source| self.io(source))?;
+        let Some(answer) = self.read_line()? else {
+            return Err(ClientError::Closed {
+                path: self.path.clone(),
+            });
+        };
+        match parse_answer::<C::Answer>(&answer) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(ClientError::Daemon(error)),
+            Err(message) => Err(ClientError::Protocol(message)),
+        }
     }
 
     /// The next line from the daemon, or `None` once it hung up. Lines are capped at
@@ -251,56 +260,6 @@ impl Client {
             }
         }
     }
-
-    /// Reads one answer as JSON; an `{"ok":false}` answer becomes [`ClientError::Daemon`].
-    pub fn read_answer(&mut self) -> Result<Value, ClientError> {
-        let Some(line) = self.read_line()? else {
-            return Err(ClientError::Closed {
-                path: self.path.clone(),
-            });
-        };
-        parse_answer(&line)
-    }
-
-    /// Sends `request` and returns the daemon's successful answer as raw JSON.
-    pub fn call_value(&mut self, request: &Request) -> Result<Value, ClientError> {
-        self.send(request)?;
-        self.read_answer()
-    }
-
-    /// Sends `request` and returns the daemon's successful answer.
-    pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
-        let value = self.call_value(request)?;
-        Response::from_value(value).map_err(ClientError::Protocol)
-    }
-}
-
-/// Parses one answer line; errors the daemon reports become [`ClientError::Daemon`].
-pub fn parse_answer(line: &[u8]) -> Result<Value, ClientError> {
-    let value: Value = serde_json::from_slice(line)
-        .map_err(|e| ClientError::Protocol(format!("invalid JSON ({e})")))?;
-    if value.get("ok") == Some(&Value::Bool(false)) {
-        return match Response::from_value(value) {
-            Ok(Response::Error(e)) => Err(ClientError::Daemon(e)),
-            Ok(_) => Err(ClientError::Protocol("a failure without an error".into())),
-            Err(e) => Err(ClientError::Protocol(e)),
-        };
-    }
-    Ok(value)
-}
-
-/// A `Response` of the wrong shape for the request that was sent.
-pub fn unexpected(what: &str, got: &Response) -> ClientError {
-    let shape = match got {
-        Response::Pong { .. } => "a ping answer",
-        Response::Status { .. } => "a status",
-        Response::Token { .. } => "a token",
-        Response::LoginUrl { .. } => "a login URL",
-        Response::LoginLink { .. } => "a login link",
-        Response::Done => "a bare ok",
-        Response::Error(_) => "an error",
-    };
-    ClientError::Protocol(format!("expected {what}, got {shape}"))
 }
 
 #[cfg(test)]
@@ -314,6 +273,7 @@ pub(crate) mod tests {
         assert!(!start_hint(&dir.join("default.sock")).contains('@'));
         assert!(!start_hint(std::path::Path::new("/elsewhere/x.sock")).contains('@'));
     }
+    use kite_proto::message::{GetToken, Ping, Status};
     use kite_proto::ErrorKind;
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
@@ -418,17 +378,12 @@ pub(crate) mod tests {
             ],
         );
         let mut client = Client::connect(&path).unwrap();
-        assert_eq!(
-            client.call(&Request::Ping).unwrap(),
-            Response::Pong {
-                version: "9.9.9".into()
-            }
-        );
-        match client.call(&Request::GetToken { wait_secs: None }) {
+        assert_eq!(client.call(Ping {}).unwrap().version, "9.9.9");
+        match client.call(GetToken { wait_secs: None }) {
             Err(ClientError::Daemon(e)) => assert_eq!(e.kind, ErrorKind::LoginRequired),
             other => panic!("{other:?}"),
         }
-        let err = client.call(&Request::Status).unwrap_err();
+        let err = client.call(Status {}).unwrap_err();
         assert_eq!(err.exit_code(), exit::FAILURE);
         assert_eq!(
             daemon.join().unwrap(),
@@ -445,7 +400,7 @@ pub(crate) mod tests {
         let dir = temp_dir("hangup");
         let (path, daemon) = fake_daemon(&dir, vec![None]);
         let mut client = Client::connect(&path).unwrap();
-        let err = client.call(&Request::Ping).unwrap_err();
+        let err = client.call(Ping {}).unwrap_err();
         assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
         assert_eq!(err.exit_code(), exit::UNREACHABLE);
         daemon.join().unwrap();
@@ -460,7 +415,7 @@ pub(crate) mod tests {
         client
             .set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let err = client.call(&Request::Ping).unwrap_err();
+        let err = client.call(Ping {}).unwrap_err();
         assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
         assert_eq!(err.exit_code(), exit::UNREACHABLE);
         drop(listener);
@@ -475,7 +430,7 @@ pub(crate) mod tests {
         );
         let (path, daemon) = fake_daemon(&dir, vec![Some(long)]);
         let mut client = Client::connect(&path).unwrap();
-        let err = client.call(&Request::Ping).unwrap_err();
+        let err = client.call(Ping {}).unwrap_err();
         assert!(matches!(err, ClientError::Protocol(_)), "{err:?}");
         daemon.join().unwrap();
     }

@@ -1,11 +1,14 @@
 //! One function per command: talk to kited, print the result, return the exit code.
 
 use crate::cli::{Cli, Command, Target};
-use crate::client::{unexpected, Client, ClientError, TIMEOUT};
+use crate::client::{Client, ClientError, TIMEOUT};
 use crate::exit::{self, note, print, Failure};
 use clap::CommandFactory;
-use kite_proto::{Event, EventKind, Request, Response, TokenStatus};
-use serde::Serialize;
+use kite_proto::message::{
+    Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl, LoginUrls, Logout, Ping,
+    Shutdown, Status, Watch,
+};
+use kite_proto::{Event, TokenStatus};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -64,30 +67,11 @@ pub fn answer_timeout(wait: Option<u64>) -> Duration {
     }
 }
 
-/// A token as `get_token` returns it.
-#[derive(Serialize)]
-struct Token {
-    access_token: String,
-    api_key: String,
-    expires_at: String,
-}
-
-fn fetch_token(client: &mut Client, wait: Option<u64>) -> Result<Token, ClientError> {
+fn fetch_token(client: &mut Client, wait: Option<u64>) -> Result<IssuedToken, ClientError> {
     if wait.is_some() {
         client.set_read_timeout(Some(answer_timeout(wait)))?;
     }
-    match client.call(&Request::GetToken { wait_secs: wait })? {
-        Response::Token {
-            access_token,
-            api_key,
-            expires_at,
-        } => Ok(Token {
-            access_token,
-            api_key,
-            expires_at,
-        }),
-        other => Err(unexpected("a token", &other)),
-    }
+    client.call(GetToken { wait_secs: wait })
 }
 
 /// `get-token`: the token alone on stdout (the hot path: one connect, one line each way).
@@ -96,43 +80,35 @@ pub fn get_token(target: &Target, wait: Option<u64>, json: bool) -> u8 {
         let mut client = connect(target)?;
         let token = fetch_token(&mut client, wait)?;
         drop(client);
-        let mut line = if json {
-            serde_json::to_string(&token).expect("strings always serialize")
+        let line = if json {
+            json_line(&token)
         } else {
-            token.access_token
+            format!("{}\n", token.access_token)
         };
-        line.push('\n');
         print(line.as_bytes())
     })();
     finish(outcome, target)
 }
 
 fn fetch_status(client: &mut Client) -> Result<TokenStatus, ClientError> {
-    match client.call(&Request::Status)? {
-        Response::Status { status } => Ok(*status),
-        other => Err(unexpected("a status", &other)),
-    }
+    Ok(client.call(Status {})?.status)
 }
 
 /// `status`: human lines, or the status object itself with `--json`. Exit 0 whatever the state.
 fn status(target: &Target, json: bool) -> Outcome {
     let mut client = connect(target)?;
-    if json {
-        let mut answer = client.call_value(&Request::Status)?;
-        let status = match answer.get_mut("status") {
-            Some(status @ Value::Object(_)) => status.take(),
-            _ => {
-                return Err(
-                    ClientError::Protocol("a status answer without \"status\"".into()).into(),
-                )
-            }
-        };
-        let mut text = status.to_string();
-        text.push('\n');
-        return print(text.as_bytes());
-    }
     let status = fetch_status(&mut client)?;
+    if json {
+        return print(json_line(&status).as_bytes());
+    }
     print(render_status(&status).as_bytes())
+}
+
+/// `value` as one line of JSON.
+fn json_line(value: &impl serde::Serialize) -> String {
+    let mut line = serde_json::to_string(value).expect("kite-proto's answers always serialize");
+    line.push('\n');
+    line
 }
 
 /// The human form of a status: a few aligned `label: value` lines.
@@ -201,13 +177,10 @@ pub fn format_duration(secs: u64) -> String {
 /// `login`: print the URL, maybe open it, maybe wait for the token to arrive.
 fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
     let mut client = connect(target)?;
-    let (login_url, callback_url) = match client.call(&Request::LoginUrl)? {
-        Response::LoginUrl {
-            login_url,
-            callback_url,
-        } => (login_url, callback_url),
-        other => return Err(unexpected("a login URL", &other).into()),
-    };
+    let LoginUrls {
+        login_url,
+        callback_url,
+    } = client.call(LoginUrl {})?;
     print(format!("{login_url}\n").as_bytes())?;
     note(&format!(
         "Log in at that URL; Kite then sends the browser to {callback_url}, where kited takes the token.\n\
@@ -239,10 +212,7 @@ fn wait_for_login(client: &mut Client, wait: u64) -> Outcome {
 /// `login --link`: a ticket link for a phone (and a QR code of it), then maybe wait.
 fn login_link(target: &Target, qr: bool, wait: Option<u64>) -> Outcome {
     let mut client = connect(target)?;
-    let (link, expires_at) = match client.call(&Request::LoginLink)? {
-        Response::LoginLink { link, expires_at } => (link, expires_at),
-        other => return Err(unexpected("a login link", &other).into()),
-    };
+    let IssuedLink { link, expires_at } = client.call(LoginLink {})?;
     print(format!("{link}\n").as_bytes())?;
     if qr {
         print(crate::qr::render(&link).as_bytes())?;
@@ -277,15 +247,15 @@ fn open_in_browser(url: &str) {
 
 /// What `exchange` sends for the argument: a URL (or query string) is a callback, anything else
 /// a bare request token.
-pub fn exchange_request(value: &str) -> Request {
+pub fn exchange_request(value: &str) -> Exchange {
     let value = value.trim();
     if value.contains("://") || value.contains("request_token=") {
-        Request::Exchange {
+        Exchange {
             request_token: None,
             callback_url: Some(value.to_string()),
         }
     } else {
-        Request::Exchange {
+        Exchange {
             request_token: Some(value.to_string()),
             callback_url: None,
         }
@@ -307,10 +277,7 @@ fn exchange(target: &Target, value: Option<&str>) -> Outcome {
     let mut client = connect(target)?;
     // The daemon calls Kite before answering; allow for its own timeout.
     client.set_read_timeout(Some(TIMEOUT * 4))?;
-    let status = match client.call(&exchange_request(value))? {
-        Response::Status { status } => *status,
-        other => return Err(unexpected("a status", &other).into()),
-    };
+    let status = client.call(exchange_request(value))?.status;
     let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
     let until = status.expires_at.as_deref().unwrap_or("an unknown time");
     let line = if status.valid {
@@ -332,10 +299,8 @@ fn exchange(target: &Target, value: Option<&str>) -> Outcome {
 fn logout(target: &Target) -> Outcome {
     let mut client = connect(target)?;
     client.set_read_timeout(Some(TIMEOUT * 4))?;
-    match client.call(&Request::Logout)? {
-        Response::Done => print(b"Logged out\n"),
-        other => Err(unexpected("ok", &other).into()),
-    }
+    client.call(Logout {})?;
+    print(b"Logged out\n")
 }
 
 /// Single-quotes `text` for POSIX shells: `'…'`, with `'` written as `'\''`.
@@ -387,11 +352,7 @@ fn exec(target: &Target, wait: Option<u64>, command: &[OsString]) -> Outcome {
 /// `watch`: one line per event until the daemon hangs up.
 fn watch(target: &Target, json: bool) -> Outcome {
     let mut client = connect(target)?;
-    match Response::from_value(client.call_value(&Request::Watch)?) {
-        Ok(Response::Done) => {}
-        Ok(other) => return Err(unexpected("ok", &other).into()),
-        Err(e) => return Err(ClientError::Protocol(e).into()),
-    }
+    client.call(Watch {})?;
     client.set_read_timeout(None)?;
     if json {
         // The daemon's own first line: tells a script it is subscribed (DESIGN §10).
@@ -415,7 +376,7 @@ fn watch(target: &Target, json: bool) -> Outcome {
     Ok(())
 }
 
-/// The human line for an event: "HH:MM:SS name: what happened".
+/// The human line for an event: "HH:MM:SS name: what happened" (the sentence kited logs too).
 pub fn event_line(value: &Value) -> String {
     let at = value.get("at").and_then(Value::as_str).unwrap_or("");
     // RFC 3339: "2026-11-24T05:45:00+05:30" → "05:45:00", in the offset the daemon gave.
@@ -424,67 +385,24 @@ pub fn event_line(value: &Value) -> String {
         .get("event")
         .and_then(Value::as_str)
         .unwrap_or("unknown_event");
-    let what = match serde_json::from_value::<Event>(value.clone()) {
-        Ok(event) => match event.kind {
-            EventKind::TokenNew {
-                user_id,
-                user_name,
-                expires_at,
-            } => format!("logged in as {user_name} ({user_id}) until {expires_at}"),
-            EventKind::TokenExpiring { minutes_left, .. } => format!(
-                "{minutes_left} minute{} left",
-                if minutes_left == 1 { "" } else { "s" }
-            ),
-            EventKind::TokenExpired { expires_at } => format!("expired at {expires_at}"),
-            EventKind::TokenInvalidated { reason } => reason,
-            EventKind::LoginRequired { .. } => "log in with `kitectl login --open`".into(),
-            EventKind::OrderUpdate { order } => order_summary(&order),
-        },
-        Err(_) => String::new(),
-    };
-    let mut line = format!("{clock} {name}");
-    if !what.is_empty() {
-        line.push_str(": ");
-        line.push_str(&exit::one_line(&what));
+    match serde_json::from_value::<Event>(value.clone()) {
+        Ok(event) => format!("{clock} {name}: {}", exit::one_line(&event.sentence())),
+        Err(_) => format!("{clock} {name}"),
     }
-    line
-}
-
-/// "ORDER_ID STATUS BUY 10 INFY" from whichever of those fields a postback carries.
-fn order_summary(order: &Value) -> String {
-    [
-        "order_id",
-        "status",
-        "transaction_type",
-        "quantity",
-        "tradingsymbol",
-    ]
-    .iter()
-    .filter_map(|key| match order.get(*key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
-    .collect::<Vec<_>>()
-    .join(" ")
 }
 
 /// `ping`.
 fn ping(target: &Target) -> Outcome {
     let mut client = connect(target)?;
-    match client.call(&Request::Ping)? {
-        Response::Pong { version } => print(format!("kited {version}\n").as_bytes()),
-        other => Err(unexpected("a version", &other).into()),
-    }
+    let version = client.call(Ping {})?.version;
+    print(format!("kited {version}\n").as_bytes())
 }
 
 /// `shutdown`.
 fn shutdown(target: &Target) -> Outcome {
     let mut client = connect(target)?;
-    match client.call(&Request::Shutdown)? {
-        Response::Done => print(b"kited is shutting down\n"),
-        other => Err(unexpected("ok", &other).into()),
-    }
+    client.call(Shutdown {})?;
+    print(b"kited is shutting down\n")
 }
 
 /// `man`: the roff page.
@@ -508,21 +426,21 @@ mod tests {
         let url = "http://127.0.0.1:8079/auth/callback?request_token=abc&status=success";
         assert_eq!(
             exchange_request(url),
-            Request::Exchange {
+            Exchange {
                 request_token: None,
                 callback_url: Some(url.into())
             }
         );
         assert_eq!(
             exchange_request("  request_token=abc&action=login "),
-            Request::Exchange {
+            Exchange {
                 request_token: None,
                 callback_url: Some("request_token=abc&action=login".into())
             }
         );
         assert_eq!(
             exchange_request(" AbC123xyz\n"),
-            Request::Exchange {
+            Exchange {
                 request_token: Some("AbC123xyz".into()),
                 callback_url: None
             }
@@ -627,14 +545,17 @@ mod tests {
             "event": "token_expiring", "minutes_left": 15,
             "expires_at": "2026-11-24T06:00:00+05:30", "at": "2026-11-24T05:45:00+05:30"
         }));
-        assert_eq!(line, "05:45:00 token_expiring: 15 minutes left");
+        assert_eq!(
+            line,
+            "05:45:00 token_expiring: Kite token expires in 15 minutes"
+        );
         let line = event_line(&json!({
             "event": "token_new", "user_id": "AB1234", "user_name": "Ada",
             "expires_at": "2026-11-24T06:00:00+05:30", "at": "2026-11-23T09:00:01+05:30"
         }));
         assert_eq!(
             line,
-            "09:00:01 token_new: logged in as Ada (AB1234) until 2026-11-24T06:00:00+05:30"
+            "09:00:01 token_new: Logged in as Ada until 06:00 tomorrow"
         );
         let line = event_line(&json!({
             "event": "order_update", "at": "2026-11-23T09:15:00+05:30",
@@ -643,7 +564,7 @@ mod tests {
         }));
         assert_eq!(
             line,
-            "09:15:00 order_update: 151220000000000 COMPLETE BUY 1 SBIN"
+            "09:15:00 order_update: Order 151220000000000 COMPLETE BUY 1 SBIN"
         );
         let line = event_line(&json!({"event": "from_the_future", "at": "2026-11-23T10:00:00Z"}));
         assert_eq!(line, "10:00:00 from_the_future");
@@ -673,7 +594,7 @@ mod tests {
     fn get_token_exit_codes() {
         let dir = temp_dir("get-token-codes");
         let cases = [
-            ("login_required", exit::LOGIN_REQUIRED),
+            ("login_required", kite_proto::exit::LOGIN_REQUIRED),
             ("not_configured", exit::FAILURE),
             ("internal", exit::FAILURE),
         ];
@@ -687,7 +608,7 @@ mod tests {
         }
         assert_eq!(
             get_token(&target(dir.join("absent.sock")), None, false),
-            exit::UNREACHABLE
+            kite_proto::exit::UNREACHABLE
         );
     }
 

@@ -4,29 +4,7 @@ use crate::client::ClientError;
 use kite_proto::{ErrorKind, WireError};
 use std::io::{self, Write};
 
-/// Success.
-pub const OK: u8 = 0;
-/// Any other error: Kite refused, daemon misconfigured, bad answer, command failed to start.
-pub const FAILURE: u8 = 1;
-/// Usage error (clap's own code for bad arguments).
-pub const USAGE: u8 = 2;
-/// The daemon could not be reached: no socket, nobody listening, no answer in time.
-pub const UNREACHABLE: u8 = 3;
-/// No valid token: a person has to log in.
-pub const LOGIN_REQUIRED: u8 = 4;
-
-/// The exit code for an error the daemon answered with.
-pub fn for_kind(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::LoginRequired => LOGIN_REQUIRED,
-        ErrorKind::NotConfigured
-        | ErrorKind::Kite
-        | ErrorKind::KiteUnavailable
-        | ErrorKind::WrongUser
-        | ErrorKind::BadRequest
-        | ErrorKind::Internal => FAILURE,
-    }
-}
+pub use kite_proto::exit::{FAILURE, OK, USAGE};
 
 /// Why a command stopped before finishing its job.
 #[derive(Debug)]
@@ -51,7 +29,7 @@ impl From<ClientError> for Failure {
 pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
     match failure {
         Failure::Client(ClientError::Daemon(e)) => {
-            (Some(daemon_message(e, profile)), for_kind(e.kind))
+            (Some(daemon_message(e, profile)), e.kind.exit_code())
         }
         Failure::Client(e) => (Some(e.to_string()), e.exit_code()),
         Failure::Local(message) => (Some(message.clone()), FAILURE),
@@ -131,19 +109,18 @@ pub fn note(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kite_proto::exit::LOGIN_REQUIRED;
 
     #[test]
-    fn every_kind_maps_to_its_code() {
-        assert_eq!(for_kind(ErrorKind::LoginRequired), LOGIN_REQUIRED);
-        for kind in [
-            ErrorKind::NotConfigured,
-            ErrorKind::Kite,
-            ErrorKind::KiteUnavailable,
-            ErrorKind::WrongUser,
-            ErrorKind::BadRequest,
-            ErrorKind::Internal,
-        ] {
-            assert_eq!(for_kind(kind), FAILURE, "{kind:?}");
+    fn every_kind_ends_with_the_code_of_the_shared_table() {
+        for kind in ErrorKind::ALL {
+            let failure = Failure::Client(ClientError::Daemon(WireError::new(kind, "m")));
+            let expected = if kind == ErrorKind::LoginRequired {
+                LOGIN_REQUIRED
+            } else {
+                FAILURE
+            };
+            assert_eq!(describe(&failure, "default").1, expected, "{kind:?}");
         }
     }
 

@@ -287,13 +287,7 @@ async fn callback(session: &Session, query: &str, host: HostKind) -> Response<Bo
         }
         Err(e) => {
             tracing::warn!("browser callback failed: {e}");
-            let status = match e {
-                SessionError::Kite(ref k) if k.is_transient() => StatusCode::BAD_GATEWAY,
-                SessionError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                SessionError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_REQUEST,
-            };
+            let status = error_status(&e);
             let again = if home_link {
                 "Start again from the kited page (Log in with Kite), or run \
                  `kitectl login --open`."
@@ -445,20 +439,9 @@ async fn postback(session: &Session, request: Request<Incoming>) -> Response<Bod
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
+/// The HTTP status for a failed session operation, from the one table in `kite_proto`.
 fn error_status(error: &SessionError) -> StatusCode {
-    match error {
-        SessionError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-        SessionError::Kite(crate::kite::KiteError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-        SessionError::Kite(k) if k.is_transient() => StatusCode::BAD_GATEWAY,
-        SessionError::Kite(_) => StatusCode::BAD_REQUEST,
-        SessionError::WrongUser { .. } => StatusCode::FORBIDDEN,
-        SessionError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        SessionError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        SessionError::LoginRequired(_) => StatusCode::UNAUTHORIZED,
-        SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
-            StatusCode::BAD_REQUEST
-        }
-    }
+    StatusCode::from_u16(error.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -1,7 +1,5 @@
 //! The Unix socket server: one NDJSON request per line, one answer each; `watch` streams events.
-//!
-//! [`handle`] maps a typed `Request` to a typed `Response` and knows nothing of sockets, so each
-//! request is testable on its own.
+//! The answers themselves come from [`crate::requests`].
 
 use crate::connection::Connection;
 use crate::session::Session;
@@ -10,7 +8,8 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use kite_proto::{ErrorKind, Request, Response, WireError};
+use kite_proto::message::{Ack, GetToken};
+use kite_proto::{answer_line, ErrorKind, Request, WireError};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,8 +128,10 @@ async fn serve_connection(
         // Let the client finish writing its request first, so it reads this refusal rather
         // than a broken pipe; nothing it sent is parsed.
         let _ = tokio::time::timeout(REFUSAL_READ_TIMEOUT, connection.read_line()).await;
-        let refusal = Response::error(ErrorKind::BadRequest, "kited serves only its own user");
-        let _ = connection.write_line(&refusal.to_line()).await;
+        let refusal = WireError::new(ErrorKind::BadRequest, "kited serves only its own user");
+        let _ = connection
+            .write_line(&answer_line::<Ack>(&Err(refusal)))
+            .await;
         return;
     }
     loop {
@@ -147,7 +148,7 @@ async fn serve_connection(
             Ok(request) => request,
             Err(error) => {
                 if connection
-                    .write_line(&Response::Error(error).to_line())
+                    .write_line(&answer_line::<Ack>(&Err(error)))
                     .await
                     .is_err()
                 {
@@ -159,21 +160,21 @@ async fn serve_connection(
         // A client that gives up on a long `get_token` wait (Ctrl-C, a timeout) must not keep
         // its connection slot until the wait ends. Nothing else is cancelled: an exchange in
         // flight may already have used up the single-use request token at Kite.
-        let may_block = matches!(request, Request::GetToken { wait_secs: Some(_) });
+        let may_block = matches!(request, Request::GetToken(GetToken { wait_secs: Some(_) }));
         let answer = tokio::select! {
             _ = shutdown.cancelled() => return,
-            answer = handle(&session, request.clone()) => answer,
+            answer = crate::requests::answer(&session, request.clone()) => answer,
             _ = connection.hung_up(), if may_block => return,
         };
-        if connection.write_line(&answer.to_line()).await.is_err() {
+        if connection.write_line(&answer).await.is_err() {
             return;
         }
         match request {
-            Request::Watch if answer == Response::Done => {
+            Request::Watch(_) => {
                 stream_events(&mut connection, &session, &shutdown).await;
                 return;
             }
-            Request::Shutdown => {
+            Request::Shutdown(_) => {
                 tracing::info!("shutdown requested over the socket");
                 shutdown.cancel();
                 return;
@@ -208,233 +209,5 @@ async fn stream_events(
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
-    }
-}
-
-/// Answers one request. `watch` and `shutdown` only acknowledge here; the connection acts after.
-pub async fn handle(session: &Session, request: Request) -> Response {
-    match request {
-        Request::Ping => Response::Pong {
-            version: kite_proto::VERSION.to_string(),
-        },
-        Request::Status => Response::Status {
-            status: Box::new(session.status()),
-        },
-        Request::GetToken { wait_secs } => {
-            match session.get_token(wait_secs.map(Duration::from_secs)).await {
-                Ok(token) => Response::Token {
-                    access_token: token.access_token.expose().to_string(),
-                    api_key: token.api_key,
-                    expires_at: token.expires_at,
-                },
-                Err(e) => Response::Error(e.to_wire()),
-            }
-        }
-        Request::LoginUrl => match session.login_url() {
-            Ok((login_url, callback_url)) => Response::LoginUrl {
-                login_url,
-                callback_url,
-            },
-            Err(e) => Response::Error(e.to_wire()),
-        },
-        Request::LoginLink => match crate::login_link::issue(session) {
-            Ok(link) => Response::LoginLink {
-                link: link.link,
-                expires_at: link.expires_at,
-            },
-            Err(e) => Response::Error(e.to_wire()),
-        },
-        Request::Exchange {
-            request_token,
-            callback_url,
-        } => {
-            let result = match (request_token, callback_url) {
-                (Some(token), None) => session.exchange(token.trim()).await,
-                (None, Some(url)) => session.exchange_pasted(&url).await,
-                _ => {
-                    return Response::error(
-                        ErrorKind::BadRequest,
-                        "exchange needs exactly one of request_token or callback_url",
-                    )
-                }
-            };
-            match result {
-                Ok(_) => Response::Status {
-                    status: Box::new(session.status()),
-                },
-                Err(e) => Response::Error(e.to_wire()),
-            }
-        }
-        Request::Logout => match session.logout().await {
-            Ok(()) => Response::Done,
-            Err(e) => Response::Error(e.to_wire()),
-        },
-        Request::Watch | Request::Shutdown => Response::Done,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! `handle` on its own: a real store in a temp dir, a fixed clock, no sockets.
-    use super::*;
-    use crate::clock::{self, Now};
-    use crate::config::{Config, Flags};
-    use crate::events::EventBus;
-    use crate::settings::Settings;
-    use crate::store::Store;
-    use crate::token::TokenRecord;
-    use std::collections::HashMap;
-
-    struct Fixture {
-        session: Session,
-        _dir: tempfile::TempDir,
-    }
-
-    fn fixture(configured: bool, token: Option<TokenRecord>, now: &str) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let mut vars = HashMap::from([("HOME".to_string(), dir.path().display().to_string())]);
-        if configured {
-            vars.insert("KITE_API_KEY".into(), "kitedtestkey0001".into());
-            vars.insert("KITE_API_SECRET".into(), "s3cret".into());
-            // Nothing listens here: a handler that reached Kite would fail loudly.
-            vars.insert("KITE_API_ROOT".into(), "http://127.0.0.1:9".into());
-        }
-        let flags = Flags {
-            profile: "test".into(),
-            state_dir: Some(dir.path().join("state")),
-            ..Flags::default()
-        };
-        let config = Config::load(&flags, &move |k| vars.get(k).cloned()).unwrap();
-        let store = Store::open(&config.state_dir, "test").unwrap();
-        if let Some(token) = token {
-            store.save_token(&token).unwrap();
-        }
-        let fixed = clock::parse_login_time(now)
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        let now: Now = Arc::new(move || fixed);
-        let settings = Settings::new(config, "127.0.0.1:8079".parse().unwrap());
-        let session = Session::new(settings, store, EventBus::new(now.clone()), now).unwrap();
-        Fixture { session, _dir: dir }
-    }
-
-    fn token(expires_at: &str) -> TokenRecord {
-        TokenRecord::sample("accesstoken0123456789abcdefghijk", expires_at)
-    }
-
-    fn kind(answer: &Response) -> Option<ErrorKind> {
-        match answer {
-            Response::Error(e) => Some(e.kind),
-            _ => None,
-        }
-    }
-
-    #[tokio::test]
-    async fn not_configured_answers() {
-        let f = fixture(false, None, "2026-11-23 10:00:00");
-        assert!(matches!(
-            handle(&f.session, Request::Ping).await,
-            Response::Pong { .. }
-        ));
-        let Response::Status { status } = handle(&f.session, Request::Status).await else {
-            panic!("status answer");
-        };
-        assert!(!status.configured);
-        assert_eq!(status.state, kite_proto::TokenState::None);
-        assert_eq!(
-            kind(&handle(&f.session, Request::LoginUrl).await),
-            Some(ErrorKind::NotConfigured)
-        );
-        let exchange = Request::Exchange {
-            request_token: Some("abc".into()),
-            callback_url: None,
-        };
-        assert_eq!(
-            kind(&handle(&f.session, exchange).await),
-            Some(ErrorKind::NotConfigured)
-        );
-    }
-
-    #[tokio::test]
-    async fn get_token_follows_the_clock() {
-        let valid = fixture(
-            true,
-            Some(token("2026-11-24T06:00:00+05:30")),
-            "2026-11-23 10:00:00",
-        );
-        let answer = handle(&valid.session, Request::GetToken { wait_secs: None }).await;
-        assert!(
-            matches!(&answer, Response::Token { access_token, .. } if access_token == "accesstoken0123456789abcdefghijk"),
-            "{answer:?}"
-        );
-        // The same record read after 06:00 is dead, whatever the store says.
-        let late = fixture(
-            true,
-            Some(token("2026-11-24T06:00:00+05:30")),
-            "2026-11-24 06:00:00",
-        );
-        let answer = handle(&late.session, Request::GetToken { wait_secs: Some(0) }).await;
-        assert_eq!(kind(&answer), Some(ErrorKind::LoginRequired));
-    }
-
-    #[tokio::test]
-    async fn login_url_carries_a_fresh_state() {
-        let f = fixture(true, None, "2026-11-23 10:00:00");
-        let Response::LoginUrl {
-            login_url,
-            callback_url,
-        } = handle(&f.session, Request::LoginUrl).await
-        else {
-            panic!("login url answer");
-        };
-        assert!(
-            login_url.contains("v=3&api_key=kitedtestkey0001&redirect_params=state%3D"),
-            "{login_url}"
-        );
-        assert!(callback_url.ends_with("/auth/callback"));
-        let Response::LoginUrl {
-            login_url: again, ..
-        } = handle(&f.session, Request::LoginUrl).await
-        else {
-            panic!("login url answer");
-        };
-        assert_ne!(login_url, again);
-    }
-
-    #[tokio::test]
-    async fn malformed_exchanges_never_reach_kite() {
-        let f = fixture(
-            true,
-            Some(token("2026-11-24T06:00:00+05:30")),
-            "2026-11-23 10:00:00",
-        );
-        for request in [
-            Request::Exchange {
-                request_token: None,
-                callback_url: None,
-            },
-            Request::Exchange {
-                request_token: Some("a".into()),
-                callback_url: Some("b".into()),
-            },
-            Request::Exchange {
-                request_token: Some("<script>".into()),
-                callback_url: None,
-            },
-            Request::Exchange {
-                request_token: None,
-                callback_url: Some("http://x/?status=cancelled".into()),
-            },
-        ] {
-            assert_eq!(
-                kind(&handle(&f.session, request).await),
-                Some(ErrorKind::BadRequest)
-            );
-        }
-        // The stored token is untouched.
-        assert!(matches!(
-            handle(&f.session, Request::GetToken { wait_secs: None }).await,
-            Response::Token { .. }
-        ));
     }
 }

@@ -9,17 +9,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-
-/// A link to send to a phone, and when it stops working (RFC 3339, IST).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginLink {
-    pub link: String,
-    pub expires_at: String,
-}
+use kite_proto::message::IssuedLink;
 
 /// A fresh link, valid until the next cutoff. Needs `http.public_url` (a loopback link is no
 /// use on a phone) and a configured Kite app (the link leads to its login).
-pub fn issue(session: &Session) -> Result<LoginLink, SessionError> {
+pub fn issue(session: &Session) -> Result<IssuedLink, SessionError> {
     let config = session.config();
     let Some(public) = &config.public_url else {
         return Err(SessionError::BadRequest(
@@ -37,7 +31,7 @@ pub fn issue(session: &Session) -> Result<LoginLink, SessionError> {
     let ticket = session
         .ticket_key()
         .issue(expires_at.with_timezone(&chrono::Utc));
-    Ok(LoginLink {
+    Ok(IssuedLink {
         link: format!("{public}/login?t={ticket}"),
         expires_at: clock::rfc3339(expires_at),
     })

@@ -6,6 +6,8 @@ mod config;
 mod connection;
 mod daemon;
 mod events;
+#[cfg(test)]
+mod fixture;
 mod hooks;
 mod http;
 mod http_trust;
@@ -17,6 +19,7 @@ mod notify;
 mod page;
 mod peer_uid;
 mod public;
+mod requests;
 mod schedule;
 mod session;
 mod settings;

@@ -3,7 +3,6 @@
 //! Each event is delivered on its own task, so a notification server that never answers (or a
 //! `notify.command` that hangs) holds up nothing else: not the next event, not the socket.
 
-use crate::events::describe;
 use crate::session::Session;
 use kite_proto::{Event, EventKind};
 use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};
@@ -109,7 +108,7 @@ async fn show_desktop(event: &Event) -> Result<notify_rust::NotificationHandle, 
     let mut notification = Notification::new();
     notification
         .appname("kited")
-        .summary(&describe(event))
+        .summary(&event.sentence())
         .icon("dialog-password");
     match &event.kind {
         EventKind::TokenNew { .. } => {

@@ -291,7 +291,7 @@ async fn renew(session: &Session, token: Option<&TokenRecord>, done: &mut Done) 
             Some(e)
         }
     };
-    if error.is_none_or(|e| e.kind() != kite_proto::ErrorKind::KiteUnavailable) {
+    if error.is_none_or(|e| !e.kind().is_transient()) {
         done.renew_refused = true;
     }
     if !done.expired && token.is_some_and(|t| session.state_of(t) == TokenState::Expired) {

@@ -58,13 +58,15 @@ impl SessionError {
         match self {
             SessionError::NotConfigured(_) => ErrorKind::NotConfigured,
             SessionError::LoginRequired(_) => ErrorKind::LoginRequired,
+            SessionError::Kite(KiteError::Timeout(_)) => ErrorKind::KiteTimeout,
             SessionError::Kite(e) if e.is_transient() => ErrorKind::KiteUnavailable,
             SessionError::Kite(_) => ErrorKind::Kite,
             SessionError::WrongUser { .. } => ErrorKind::WrongUser,
             SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
                 ErrorKind::BadRequest
             }
-            SessionError::Store(_) | SessionError::StoreUnavailable(_) => ErrorKind::Internal,
+            SessionError::StoreUnavailable(_) => ErrorKind::StoreUnavailable,
+            SessionError::Store(_) => ErrorKind::Internal,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Events the daemon publishes to `watch` subscribers, `notify.command` and the desktop.
+//! Events the daemon publishes to `watch` subscribers, `notify.command` and the desktop, and
+//! the one sentence that says each of them to a person (the log, the desktop, `kitectl watch`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,9 +53,86 @@ pub struct Event {
 
 impl Event {
     pub fn to_line(&self) -> String {
-        let mut line = serde_json::to_string(self).expect("an Event always serializes");
-        line.push('\n');
-        line
+        crate::message::line_of(self)
+    }
+
+    /// One sentence for a person: "Logged in as Asha until 06:00 tomorrow".
+    pub fn sentence(&self) -> String {
+        match &self.kind {
+            EventKind::TokenNew {
+                user_name,
+                user_id,
+                expires_at,
+            } => {
+                let who = if user_name.is_empty() {
+                    user_id
+                } else {
+                    user_name
+                };
+                format!("Logged in as {who} until {}", until(expires_at, &self.at))
+            }
+            EventKind::TokenExpiring { minutes_left, .. } => format!(
+                "Kite token expires in {minutes_left} minute{}",
+                if *minutes_left == 1 { "" } else { "s" }
+            ),
+            EventKind::TokenExpired { expires_at } => {
+                format!("Kite token expired at {}", short_time(expires_at))
+            }
+            EventKind::TokenInvalidated { reason } => format!("Kite token invalidated: {reason}"),
+            EventKind::LoginRequired { .. } => "Kite login needed before market open".to_string(),
+            EventKind::OrderUpdate { order } => format!("Order {}", order_summary(order)),
+        }
+    }
+}
+
+/// "06:00 today", "06:00 tomorrow" or "06:00 on Tue 24 Nov", seen from the moment `now`, both
+/// RFC 3339 in the daemon's offset (IST).
+fn until(expires_at: &str, now: &str) -> String {
+    match (parse_time(expires_at), parse_time(now)) {
+        (Some(end), Some(now)) => {
+            let days = (end.date_naive() - now.date_naive()).num_days();
+            let time = end.format("%H:%M");
+            match days {
+                0 => format!("{time} today"),
+                1 => format!("{time} tomorrow"),
+                _ => format!("{time} on {}", end.format("%a %-d %b")),
+            }
+        }
+        _ => expires_at.to_string(),
+    }
+}
+
+/// "06:00" from an RFC 3339 time (the text itself if it is not one).
+fn short_time(time: &str) -> String {
+    parse_time(time).map_or_else(|| time.to_string(), |t| t.format("%H:%M").to_string())
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok()
+}
+
+/// "151220000000000 COMPLETE BUY 10 INFY" from whichever of those fields a postback carries.
+fn order_summary(order: &Value) -> String {
+    let fields = [
+        "order_id",
+        "status",
+        "transaction_type",
+        "quantity",
+        "tradingsymbol",
+    ];
+    let summary = fields
+        .iter()
+        .filter_map(|key| match order.get(*key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if summary.is_empty() {
+        "updated".into()
+    } else {
+        summary
     }
 }
 
@@ -78,5 +156,64 @@ mod tests {
         let back: Event = serde_json::from_value(value).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.kind.name(), "token_expiring");
+    }
+
+    fn event(kind: EventKind, at: &str) -> Event {
+        Event {
+            kind,
+            at: at.into(),
+        }
+    }
+
+    #[test]
+    fn sentences() {
+        let new = |expires_at: &str, at: &str| {
+            event(
+                EventKind::TokenNew {
+                    user_id: "AB1234".into(),
+                    user_name: "Asha".into(),
+                    expires_at: expires_at.into(),
+                },
+                at,
+            )
+            .sentence()
+        };
+        assert_eq!(
+            new("2026-11-24T06:00:00+05:30", "2026-11-23T09:15:00+05:30"),
+            "Logged in as Asha until 06:00 tomorrow"
+        );
+        assert_eq!(
+            new("2026-11-24T06:00:00+05:30", "2026-11-24T01:00:00+05:30"),
+            "Logged in as Asha until 06:00 today"
+        );
+        assert_eq!(
+            new("2026-11-24T06:00:00+05:30", "2026-11-22T09:00:00+05:30"),
+            "Logged in as Asha until 06:00 on Tue 24 Nov"
+        );
+        let expiring = |minutes_left| {
+            event(
+                EventKind::TokenExpiring {
+                    minutes_left,
+                    expires_at: "2026-11-24T06:00:00+05:30".into(),
+                },
+                "2026-11-24T05:45:00+05:30",
+            )
+            .sentence()
+        };
+        assert_eq!(expiring(15), "Kite token expires in 15 minutes");
+        assert_eq!(expiring(1), "Kite token expires in 1 minute");
+        let at = "2026-11-24T06:00:00+05:30";
+        let expired = EventKind::TokenExpired {
+            expires_at: at.into(),
+        };
+        assert_eq!(event(expired, at).sentence(), "Kite token expired at 06:00");
+        let order = EventKind::OrderUpdate {
+            order: serde_json::json!({"order_id": "151220000000000", "status": "COMPLETE",
+                "transaction_type": "BUY", "quantity": 1, "tradingsymbol": "SBIN"}),
+        };
+        assert_eq!(
+            event(order, at).sentence(),
+            "Order 151220000000000 COMPLETE BUY 1 SBIN"
+        );
     }
 }

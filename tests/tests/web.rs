@@ -488,6 +488,41 @@ fn generate_failures_are_honest() {
     );
 }
 
+/// The same failure gets the same status on every route (one table from error kind to HTTP
+/// status): a Kite that does not answer is 504 and a login as the wrong user 403, whether the
+/// browser's callback or the JSON API met it; the socket names the same kinds.
+#[test]
+fn every_route_maps_a_failure_to_the_same_status() {
+    let sim = sim();
+    let d = Daemon::builder(&sim)
+        .config_toml(&config("[kite]\ntimeout = \"1s\"\nuser_id = \"ZZ9999\"\n"))
+        .start();
+    let callback = |d: &Daemon| {
+        let answer = d.request(&json!({"op": "login_url"}));
+        follow_browser_login(d, answer["login_url"].as_str().unwrap())
+    };
+
+    // Kite hangs.
+    sim.set_fault(1, Fault::Hang);
+    let (status, page) = callback(&d);
+    assert_eq!(status, 504, "callback page: {page}");
+    sim.set_fault(1, Fault::Hang);
+    let reply = generate(&d, &json!({ "request_token": sim.issue_request_token() }));
+    assert_detail(&reply, 504, &[GENERATE_FAILED, "did not answer"]);
+    sim.set_fault(1, Fault::Hang);
+    let answer = d.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["error"]["kind"], "kite_timeout", "{answer}");
+
+    // A real login, as somebody else than kite.user_id.
+    let (status, page) = callback(&d);
+    assert_eq!(status, 403, "callback page: {page}");
+    assert!(page.contains("ZZ9999"), "{page}");
+    let reply = generate(&d, &json!({ "request_token": sim.issue_request_token() }));
+    assert_detail(&reply, 403, &[GENERATE_FAILED, "ZZ9999"]);
+    let answer = d.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["error"]["kind"], "wrong_user", "{answer}");
+}
+
 #[test]
 fn healthz_and_unknown_routes() {
     let sim = sim();
