@@ -61,6 +61,19 @@ pub fn free_port() -> u16 {
         .expect("cannot bind 127.0.0.1:0")
 }
 
+/// The status code of a raw reply's status line (`HTTP/1.1 431 ...` → 431); 0 when nothing
+/// came back (the peer closed or reset without answering).
+pub fn reply_status(reply: &str) -> u16 {
+    if reply.is_empty() {
+        return 0;
+    }
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"))
+}
+
 /// Polls `check` every [`POLL_INTERVAL`] until it holds; panics naming `what` after `timeout`.
 pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -460,6 +473,37 @@ impl Daemon {
         let reply = http_client::raw(self.http_addr(), bytes, http_client::DEFAULT_TIMEOUT)
             .unwrap_or_else(|e| panic!("raw HTTP to {} failed: {e}", self.http_addr()));
         String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    /// `METHOD path` written as raw bytes, for requests the daemon may refuse before reading them
+    /// whole (a client library would report the broken pipe instead of the answer). Adds `Host`,
+    /// `Content-Length` and `Connection: close` unless `headers` names them; returns the reply
+    /// text as [`raw_http`](Self::raw_http) does.
+    pub fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> String {
+        let named = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !named("host") {
+            head.push_str(&format!("Host: {}\r\n", self.http_addr()));
+        }
+        if !named("content-length") && !named("transfer-encoding") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        if !named("connection") {
+            head.push_str("Connection: close\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        self.raw_http(&bytes)
     }
 
     fn base_env(&self, cmd: &mut Command) {

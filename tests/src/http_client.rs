@@ -1,10 +1,14 @@
-//! A small blocking HTTP/1.1 client on `std::net::TcpStream`, for tests that must see (or send)
-//! exactly the bytes on the wire: redirects are never followed, nothing is retried, every read has
-//! a deadline, and a reply shorter than its `Content-Length` is an error rather than a short body.
+//! Plain-HTTP requests for the tests, made with the maintained `ureq` client and set up so a
+//! test sees what the server said: redirects are never followed, a 4xx or 5xx is a reply (not an
+//! error), nothing is retried or pooled, every request has a deadline, and a body shorter than
+//! its `Content-Length` is an `UnexpectedEof` error rather than a short body.
+//!
+//! [`raw`] is the one hand-made part: it writes bytes exactly as given, for the tests that send
+//! what no well-behaved client would (broken heads, lying lengths, slow or huge requests).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long a request may take when the caller does not say.
@@ -14,10 +18,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpReply {
     pub status: u16,
-    pub reason: String,
     /// Header names lowercased, in arrival order, duplicates kept.
     pub headers: Vec<(String, String)>,
-    /// The body with any chunked transfer coding removed.
+    /// The body with any transfer coding removed.
     pub body: Vec<u8>,
 }
 
@@ -117,8 +120,8 @@ pub fn encode_form(pairs: &[(&str, &str)]) -> String {
     out.finish()
 }
 
-/// Any request with [`DEFAULT_TIMEOUT`]. `Host` (from the URL), `Connection: close` and
-/// `Content-Length` are added unless `headers` names them.
+/// Any request with [`DEFAULT_TIMEOUT`]. `Host` comes from the URL unless `headers` names one;
+/// `Content-Length` is set from `body` for methods that carry one.
 pub fn request(
     method: &str,
     url: &str,
@@ -136,90 +139,72 @@ pub fn request_with_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> io::Result<HttpReply> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad URL {url}: {e}")))?;
-    if parsed.scheme() != "http" {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("only http:// URLs are supported, got {url}"),
-        ));
-    }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URL has no host"))?;
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let addr = (host.trim_matches(['[', ']']), port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
-    let mut target = parsed.path().to_string();
-    if let Some(q) = parsed.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    if !has("host") {
-        head.push_str(&format!("Host: {host}:{port}\r\n"));
-    }
-    if !has("connection") {
-        head.push_str("Connection: close\r\n");
-    }
-    let wants_length = !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH");
-    if wants_length && !has("content-length") && !has("transfer-encoding") {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
+    send(method, url, headers, body.to_vec(), timeout)
+}
+
+fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl ureq::AsSendBody,
+    timeout: Duration,
+) -> io::Result<HttpReply> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .allow_non_standard_methods(true)
+        .user_agent(ureq::config::AutoHeaderValue::None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .accept_encoding(ureq::config::AutoHeaderValue::None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        builder = builder.header(*name, *value);
     }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    let reply = exchange(addr, &bytes, timeout, method == "HEAD")?;
-    parse_reply(&reply.bytes, true, method == "HEAD")
-        .and_then(|parsed| {
-            parsed.ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before a full reply",
-                )
-            })
+    let request = builder
+        .body(body)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{method} {url}: {e}")))?;
+    let mut response = agent.run(request).map_err(|e| to_io(e, url, timeout))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_ascii_lowercase(), value)
         })
-        .map_err(|e| {
-            if reply.timed_out && reply.bytes.is_empty() {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no reply from {url} within {timeout:?}"),
-                )
-            } else if reply.timed_out {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("incomplete reply from {url} within {timeout:?}: {e}"),
-                )
-            } else {
-                e
-            }
-        })
+        .collect();
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| to_io(e, url, timeout))?;
+    Ok(HttpReply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Maps ureq's error to the `io::ErrorKind` tests look at: `TimedOut` for a deadline,
+/// `UnexpectedEof` for a reply cut short, the socket's own kind otherwise.
+fn to_io(error: ureq::Error, url: &str, timeout: Duration) -> io::Error {
+    match error {
+        ureq::Error::Timeout(what) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{url}: no complete reply within {timeout:?} ({what})"),
+        ),
+        ureq::Error::Io(e) => io::Error::new(e.kind(), format!("{url}: {e}")),
+        other => io::Error::other(format!("{url}: {other}")),
+    }
 }
 
 /// Writes `bytes` to `addr` as they are and returns whatever came back: up to the end of the
 /// first complete reply, the peer closing, or `timeout`. Write errors (a server that closes early
 /// on hostile input) are not fatal: the reply, if any, is still read.
 pub fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    Ok(exchange(addr, bytes, timeout, false)?.bytes)
-}
-
-struct Received {
-    bytes: Vec<u8>,
-    timed_out: bool,
-}
-
-fn exchange(
-    addr: SocketAddr,
-    bytes: &[u8],
-    timeout: Duration,
-    head_only: bool,
-) -> io::Result<Received> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
@@ -230,18 +215,15 @@ fn exchange(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(Received {
-                bytes: received,
-                timed_out: true,
-            });
+            return Ok(received);
         }
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) => return Ok(received),
             Ok(n) => {
                 received.extend_from_slice(&chunk[..n]);
-                if let Ok(Some(_)) = parse_reply(&received, false, head_only) {
-                    break;
+                if reply_is_complete(&received) {
+                    return Ok(received);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -251,141 +233,41 @@ fn exchange(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Ok(Received {
-                    bytes: received,
-                    timed_out: true,
-                });
+                return Ok(received)
             }
-            // A reset after (part of) a reply still leaves the reply to parse.
-            Err(_) if !received.is_empty() => break,
+            // A reset after (part of) a reply still leaves the reply to read.
+            Err(_) if !received.is_empty() => return Ok(received),
             Err(e) => return Err(e),
         }
     }
-    Ok(Received {
-        bytes: received,
-        timed_out: false,
-    })
 }
 
-/// Parses one reply from `bytes`. `Ok(None)`: not complete yet (only when `eof` is false).
-/// With `eof`, a reply cut short (fewer body bytes than `Content-Length`, an unfinished chunked
-/// body, or an unfinished head) is an `UnexpectedEof` error.
-pub fn parse_reply(bytes: &[u8], eof: bool, head_only: bool) -> io::Result<Option<HttpReply>> {
-    let Some(head_end) = find(bytes, b"\r\n\r\n") else {
-        return incomplete(eof, "reply head is unfinished");
+/// Whether `bytes` hold one whole reply: a head, then as many body bytes as `Content-Length`
+/// says, or a chunked body up to its last chunk. A reply without either runs to the close.
+fn reply_is_complete(bytes: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = response.parse(bytes) else {
+        return false;
     };
-    let head = std::str::from_utf8(&bytes[..head_end]).map_err(|_| invalid("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(invalid(&format!(
-            "not an HTTP/1 status line: {status_line:?}"
-        )));
+    let body = &bytes[head_len..];
+    if matches!(response.code, Some(100..=199 | 204 | 304)) {
+        return true;
     }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(&format!("bad status line {status_line:?}")))?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid(&format!("bad header line {line:?}")))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let rest = &bytes[head_end + 4..];
-    let reply = |body: Vec<u8>| HttpReply {
-        status,
-        reason: reason.clone(),
-        headers: headers.clone(),
-        body,
-    };
     let header = |name: &str| {
-        headers
+        response
+            .headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
     };
-    if head_only || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(Some(reply(Vec::new())));
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return body.ends_with(b"0\r\n\r\n");
     }
-    if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        return match decode_chunked(rest)? {
-            Some(body) => Ok(Some(reply(body))),
-            None => incomplete(eof, "chunked body is unfinished"),
-        };
+    match header("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(length) => body.len() >= length,
+        None => false,
     }
-    if let Some(len) = header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| invalid(&format!("bad Content-Length {len:?}")))?;
-        return if rest.len() >= len {
-            Ok(Some(reply(rest[..len].to_vec())))
-        } else {
-            incomplete(
-                eof,
-                &format!("body has {} of {len} announced bytes", rest.len()),
-            )
-        };
-    }
-    // No length: the body runs to the end of the connection.
-    if eof {
-        Ok(Some(reply(rest.to_vec())))
-    } else {
-        Ok(None)
-    }
-}
-
-fn decode_chunked(mut data: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = find(data, b"\r\n") else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&data[..line_end]).map_err(|_| invalid("chunk size"))?;
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| invalid(&format!("bad chunk size {line:?}")))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            // Trailers, then an empty line.
-            loop {
-                let Some(end) = find(data, b"\r\n") else {
-                    return Ok(None);
-                };
-                if end == 0 {
-                    return Ok(Some(body));
-                }
-                data = &data[end + 2..];
-            }
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-fn incomplete(eof: bool, what: &str) -> io::Result<Option<HttpReply>> {
-    if eof {
-        Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            what.to_string(),
-        ))
-    } else {
-        Ok(None)
-    }
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -393,32 +275,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_length_and_chunked_bodies() {
-        let r = parse_reply(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: a\r\nx: b\r\n\r\nhi",
-            true,
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"hi"[..]));
-        assert_eq!(r.header_all("X"), vec!["a", "b"]);
-        assert_eq!(r.header_map()["x"], "a, b");
-        let r = parse_reply(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n3;x=y\r\n th\r\n0\r\n\r\n",
-            true,
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(r.text(), "hi th");
-    }
-
-    #[test]
-    fn short_body_is_an_error_at_eof() {
-        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi";
-        assert!(parse_reply(bytes, false, false).unwrap().is_none());
-        let err = parse_reply(bytes, true, false).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    fn a_reply_is_complete_at_its_length_or_last_chunk() {
+        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+        assert!(reply_is_complete(full));
+        assert!(!reply_is_complete(&full[..full.len() - 1]));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+        assert!(reply_is_complete(chunked));
+        assert!(!reply_is_complete(&chunked[..chunked.len() - 2]));
+        assert!(reply_is_complete(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        assert!(!reply_is_complete(b"HTTP/1.1 200 OK\r\n\r\nto the close"));
     }
 }

@@ -1,13 +1,16 @@
-//! kite-tests: a faithful loopback Kite Connect simulator, and the harness that runs the real
-//! `kited` and `kitectl` binaries against it in end-to-end tests.
+//! kite-tests: the harness that runs the real `kited` and `kitectl` binaries against the Kite
+//! simulator ([`sim`], the `kite-sim` crate) in end-to-end tests, and the `kite-sim` and
+//! `kite-bench` binaries.
 
 pub mod caddy;
 pub mod harness;
 pub mod http_client;
-pub mod sim;
 pub mod terminal;
 pub mod user_manager;
 pub mod webdriver;
+
+/// The simulator lives in its own crate; `kite_tests::sim` keeps naming it.
+pub use kite_sim as sim;
 
 pub use harness::{bin, follow_browser_login, Daemon, DaemonBuilder};
 pub use sim::{Call, Fault, Sim, SimConfig};

@@ -1,4 +1,4 @@
-//! Issue 7: kited survives whatever its inputs and Kite do. Crash safety under `kill -9`, Kite
+//! kited survives whatever its inputs and Kite do: crash safety under `kill -9`, Kite
 //! faults, hostile socket clients, hostile HTTP clients, secrets that must never leak, and a
 //! crowd of waiting `kitectl get-token --wait` processes.
 //!
@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kite_tests::harness::{eventually, follow_browser_login};
+use kite_tests::harness::{eventually, follow_browser_login, reply_status};
 use kite_tests::http_client;
 use kite_tests::{Daemon, Fault, Sim, SimConfig};
 use rand::Rng;
@@ -705,14 +705,6 @@ fn ipc_flood_of_10000_requests_is_all_answered_with_bounded_memory() {
 // Hostile HTTP clients
 // ---------------------------------------------------------------------------------------------
 
-fn status_of(reply: &str) -> u16 {
-    reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"))
-}
-
 #[test]
 fn http_oversized_headers_and_bodies_are_refused_before_kite() {
     let sim = sim();
@@ -730,7 +722,7 @@ fn http_oversized_headers_and_bodies_are_refused_before_kite() {
         )
         .as_bytes(),
     );
-    assert_eq!(status_of(&ok), 200, "{ok}");
+    assert_eq!(reply_status(&ok), 200, "{ok}");
     for pad in [20 * 1024, 200 * 1024] {
         let reply = daemon.raw_http(
             format!(
@@ -739,7 +731,7 @@ fn http_oversized_headers_and_bodies_are_refused_before_kite() {
             )
             .as_bytes(),
         );
-        assert_eq!(status_of(&reply), 431, "{pad} B of headers: {reply}");
+        assert_eq!(reply_status(&reply), 431, "{pad} B of headers: {reply}");
     }
     // Many small headers add up too.
     let many: String = (0..2000).map(|i| format!("X-H{i}: value\r\n")).collect();
@@ -747,7 +739,7 @@ fn http_oversized_headers_and_bodies_are_refused_before_kite() {
         format!("GET {callback} HTTP/1.1\r\nHost: {host}\r\n{many}Connection: close\r\n\r\n")
             .as_bytes(),
     );
-    assert_eq!(status_of(&reply), 431, "{reply}");
+    assert_eq!(reply_status(&reply), 431, "{reply}");
 
     // Bodies over 64 KiB: 413, declared or chunked.
     let big = format!(
@@ -774,7 +766,7 @@ fn http_oversized_headers_and_bodies_are_refused_before_kite() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let reply = daemon.raw_http(&chunked);
-    assert_eq!(status_of(&reply), 413, "{reply}");
+    assert_eq!(reply_status(&reply), 413, "{reply}");
     // Without Content-Type: application/json, 415.
     let plain = daemon.http(
         "POST",
@@ -924,7 +916,7 @@ fn http_bad_host_is_refused_before_anything_happens() {
     }
     // No Host at all (HTTP/1.0 allows that).
     let reply = daemon.raw_http(b"GET /api/token/status HTTP/1.0\r\n\r\n");
-    assert!((400..500).contains(&status_of(&reply)), "{reply}");
+    assert!((400..500).contains(&reply_status(&reply)), "{reply}");
     assert_eq!(exchange_calls(&sim), 0, "{:?}", sim.calls());
     // The state was not used up by the refused requests.
     let (status, _, page) = daemon.http_get(&callback);

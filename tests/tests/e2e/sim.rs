@@ -1,5 +1,5 @@
-//! The Kite simulator itself, driven over real HTTP: it must behave as `shared/kite/API.md` says
-//! Kite does, or tests against it mean nothing.
+//! The Kite simulator itself, driven over real HTTP: it must behave as Kite's API documentation
+//! says Kite does, or tests against it mean nothing.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -173,7 +173,8 @@ fn browser_login_then_exchange_gives_the_mock_session_shape() {
     let body = reply.json();
     assert_eq!(body["status"], "success");
     let data = &body["data"];
-    let mock: Value = serde_json::from_str(include_str!("../mocks/generate_session.json")).unwrap();
+    let mock: Value =
+        serde_json::from_str(include_str!("../../mocks/generate_session.json")).unwrap();
     let want: BTreeSet<&String> = mock["data"].as_object().unwrap().keys().collect();
     let got: BTreeSet<&String> = data.as_object().unwrap().keys().collect();
     assert_eq!(
@@ -401,7 +402,7 @@ fn profile_needs_a_live_token() {
     let body = reply.json();
     assert_eq!(body["data"]["user_id"], "AB1234");
     assert_eq!(body["data"]["user_name"], "Kite Tester");
-    let mock: Value = serde_json::from_str(include_str!("../mocks/profile.json")).unwrap();
+    let mock: Value = serde_json::from_str(include_str!("../../mocks/profile.json")).unwrap();
     let want: BTreeSet<&String> = mock["data"].as_object().unwrap().keys().collect();
     let got: BTreeSet<&String> = body["data"].as_object().unwrap().keys().collect();
     assert_eq!(got, want, "profile fields differ from mocks/profile.json");
@@ -448,7 +449,8 @@ fn logout_kills_only_that_token() {
     let reply = logout(&sim, "access_token", &first);
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));
-    let mock: Value = serde_json::from_str(include_str!("../mocks/session_logout.json")).unwrap();
+    let mock: Value =
+        serde_json::from_str(include_str!("../../mocks/session_logout.json")).unwrap();
     assert_eq!(reply.json(), mock);
     assert_kite_error(
         &profile(&sim, &sim.api_key(), &first),

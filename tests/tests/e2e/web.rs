@@ -1,6 +1,5 @@
-//! The HTTP face of kited (DESIGN.md §7, §10 and the seed `token-refresh-flow.md`), tested
-//! against the real `kited` binary and the Kite simulator over real HTTP on loopback: every
-//! route's shape, every failure's status and `detail`, each security rule by trying to break
+//! The HTTP face of kited, tested against the real `kited` binary and the Kite simulator over
+//! real HTTP on loopback: every route's shape, every failure's status and `detail`, each security rule by trying to break
 //! it, and the page and the JS widgets in a real headless Chromium.
 
 use std::io::{Read, Write};
@@ -11,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Timelike};
-use kite_tests::harness::{eventually, free_port};
+use kite_tests::harness::{eventually, free_port, reply_status};
 use kite_tests::http_client::{self, HttpReply};
 use kite_tests::webdriver::Browser;
 use kite_tests::{follow_browser_login, Daemon, Fault, Sim, SimConfig};
@@ -87,6 +86,15 @@ fn assert_detail(reply: &HttpReply, status: u16, needles: &[&str]) -> String {
         assert!(detail.contains(needle), "{detail:?} lacks {needle:?}");
     }
     detail.to_string()
+}
+
+/// [`assert_detail`] for a raw reply text: the status, a JSON `{"detail"}` body naming `needle`.
+fn assert_raw_detail(reply: &str, status: u16, needle: &str) {
+    assert_eq!(reply_status(reply), status, "{reply}");
+    let (_, body) = reply.split_once("\r\n\r\n").expect("a reply head");
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(needle), "{reply}");
 }
 
 const GENERATE_FAILED: &str = "Failed to generate access token: ";
@@ -687,17 +695,10 @@ fn post_needs_a_json_content_type() {
     assert_eq!(exchanges(&sim), 1);
 }
 
-/// Sends a request with `http_client` and returns the status, or 0 when the connection was
-/// closed or reset without an answer (acceptable for hostile input, as long as it is not 2xx).
+/// Sends a request as raw bytes and returns the status, or 0 when the connection was closed or
+/// reset without an answer (acceptable for hostile input, as long as it is not 2xx).
 fn status_of(d: &Daemon, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
-    let url = format!("{}{path}", d.base_url());
-    match http_client::request(method, &url, headers, body) {
-        Ok(reply) => reply.status,
-        Err(e) => {
-            eprintln!("{method} {path}: no answer ({e})");
-            0
-        }
-    }
+    reply_status(&d.raw_request(method, path, headers, body))
 }
 
 #[test]
@@ -707,13 +708,13 @@ fn oversized_headers_are_431() {
     let token = sim.issue_request_token();
     let body = json!({ "request_token": token }).to_string();
     let big = "a".repeat(17 * 1024);
-    let reply = d.http(
+    let reply = d.raw_request(
         "POST",
         "/api/token/generate-access-token",
         &[("Content-Type", "application/json"), ("X-Padding", &big)],
         body.as_bytes(),
     );
-    assert_eq!(reply.status, 431, "{}", reply.text());
+    assert_eq!(reply_status(&reply), 431, "{reply}");
     // Many small headers adding up past 16 KiB too.
     let names: Vec<String> = (0..40).map(|i| format!("X-Pad-{i}")).collect();
     let value = "b".repeat(500);
@@ -748,9 +749,11 @@ fn oversized_bodies_are_413() {
         body.extend_from_slice(b"\"}");
         body
     };
+    // Raw bytes: kited may answer before it has read the whole body, and close.
     let big = padded(70 * 1024);
-    let reply = post_json_raw(&d, "/api/token/generate-access-token", &[], &big);
-    assert_detail(&reply, 413, &["too large"]);
+    let json = [("Content-Type", "application/json")];
+    let reply = d.raw_request("POST", "/api/token/generate-access-token", &json, &big);
+    assert_raw_detail(&reply, 413, "too large");
 
     // Chunked, no length: the server must count.
     let mut chunked = Vec::new();
@@ -760,13 +763,13 @@ fn oversized_bodies_are_413() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let reply = post_json_raw(
-        &d,
+    let reply = d.raw_request(
+        "POST",
         "/api/token/generate-access-token",
-        &[("Transfer-Encoding", "chunked")],
+        &[json[0], ("Transfer-Encoding", "chunked")],
         &chunked,
     );
-    assert_detail(&reply, 413, &["too large"]);
+    assert_raw_detail(&reply, 413, "too large");
     // A length that lies (says small, sends more) is not read past the declared length.
     assert_eq!(exchanges(&sim), 0, "nothing reached Kite");
 

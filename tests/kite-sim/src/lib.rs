@@ -1,6 +1,7 @@
-//! A loopback Kite Connect API that behaves as `shared/kite/API.md` says Kite does: the browser
-//! login, the checksummed single-use request-token exchange, profile, logout and renewal, the
-//! error envelope with `Content-Type: application/json`, plus fault injection and a call log.
+//! kite-sim: a loopback Kite Connect API that behaves as Kite's public API documentation says
+//! Kite does: the browser login, the checksummed single-use request-token exchange, profile,
+//! logout and renewal, the error envelope with `Content-Type: application/json`, plus fault
+//! injection and a call log.
 //!
 //! The server runs on its own tokio runtime in a background thread, so plain synchronous
 //! `#[test]` functions can drive it; every method here is synchronous. `Sim` is a cheap handle:

@@ -742,7 +742,7 @@ fn refresh_token_renews_at_the_cutoff_and_is_invalidated_on_logout() {
 // 9. postbacks
 
 fn postback_body(checksum_secret: &str) -> Vec<u8> {
-    let mut order: Value = serde_json::from_str(include_str!("../mocks/postback.json")).unwrap();
+    let mut order: Value = serde_json::from_str(include_str!("../../mocks/postback.json")).unwrap();
     let checksum = postback_checksum(
         order["order_id"].as_str().unwrap(),
         order["order_timestamp"].as_str().unwrap(),

@@ -1,5 +1,5 @@
-//! End-to-end tests of issue 3 (the foundation): the real `kited` and `kitectl` binaries, run as
-//! processes against the Kite simulator, each daemon in its own temp dir on an ephemeral port.
+//! The foundation, end to end: logging in (browser and headless), serving the token, restarts and
+//! crashes, the socket's and state's privacy, configuration errors and the kitectl commands.
 //!
 //! Every wait here is a poll with a deadline (`eventually`, `wait_exit`), never a bare sleep.
 

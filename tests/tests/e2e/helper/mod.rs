@@ -1,0 +1,1 @@
+//! Fixtures the end-to-end tests share.

@@ -1,0 +1,16 @@
+//! kited's end-to-end tests, in one test binary: the real `kited` and `kitectl` run as processes
+//! against the Kite simulator, each daemon in its own temporary directory on an ephemeral port.
+//! One binary links once and runs every test in one `cargo test` pass; the modules split the
+//! tests by what they cover, and `helper` holds the fixtures they share.
+//!
+//! Every wait is a poll with a deadline, never a bare sleep; every process a test starts is
+//! owned by a guard that kills it when the test ends, pass or fail.
+
+mod helper;
+
+mod events;
+mod foundation;
+mod resilience;
+mod sim;
+mod systemd;
+mod web;
