@@ -8,10 +8,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kite_proto::message::{Request, Response};
 use serde_json::Value;
 
 use crate::http_client::{self, HttpReply};
@@ -101,6 +103,7 @@ pub struct DaemonBuilder {
     state_dir: Option<PathBuf>,
     socket: Option<PathBuf>,
     set_redirect: bool,
+    umask: Option<u32>,
 }
 
 impl DaemonBuilder {
@@ -152,6 +155,13 @@ impl DaemonBuilder {
     /// Appends a daemon argument (after the harness's own flags), e.g. `--profile dev`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Starts kited under this umask (e.g. `0o000`, to see it make its files private by itself).
+    /// Only the daemon's process gets it: the tests share one process, and a umask is process-wide.
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -244,6 +254,7 @@ impl Daemon {
             state_dir: None,
             socket: None,
             set_redirect: true,
+            umask: None,
         }
     }
 
@@ -417,20 +428,39 @@ impl Daemon {
         stream
     }
 
-    /// Sends one NDJSON request on a new connection and returns the one-line answer.
+    /// Sends one request on a new connection and returns the daemon's typed answer (an error
+    /// answer is `Response::Error`; an answer that does not parse panics with the log).
+    pub fn call(&self, request: &Request) -> Response {
+        let line = request.to_line();
+        let answer = self.exchange_line(line.trim_end());
+        Response::parse(answer.as_bytes()).unwrap_or_else(|e| {
+            panic!(
+                "the answer to {line:?} is not a valid response ({e}): {answer:?}; log:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// Sends one NDJSON request as JSON on a new connection and returns the one-line answer as
+    /// JSON: for requests the typed [`call`](Self::call) cannot express (unknown ops, bad
+    /// arguments) and answers read field by field.
     pub fn request(&self, request: &Value) -> Value {
+        let answer = self.exchange_line(&request.to_string());
+        serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("answer to {request} is not JSON ({e}): {answer:?}"))
+    }
+
+    /// Writes `line` and a newline on a new connection; returns the answer line.
+    fn exchange_line(&self, line: &str) -> String {
         let stream = self.connect_ipc();
-        let mut line = request.to_string();
-        line.push('\n');
         (&stream)
-            .write_all(line.as_bytes())
+            .write_all(format!("{line}\n").as_bytes())
             .expect("cannot write to the socket");
         let mut answer = String::new();
         BufReader::new(&stream)
             .read_line(&mut answer)
-            .unwrap_or_else(|e| panic!("no answer to {request}: {e}; log:\n{}", self.log()));
-        serde_json::from_str(&answer)
-            .unwrap_or_else(|e| panic!("answer to {request} is not JSON ({e}): {answer:?}"))
+            .unwrap_or_else(|e| panic!("no answer to {line}: {e}; log:\n{}", self.log()));
+        answer
     }
 
     /// Any HTTP request to the daemon (`Host: 127.0.0.1:PORT` unless `headers` names one).
@@ -555,6 +585,17 @@ impl Daemon {
             .arg("--listen")
             .arg(self.http_addr().to_string())
             .args(&self.settings.args);
+        if let Some(mask) = self.settings.umask {
+            let mask = rustix::fs::Mode::from_raw_mode(mask);
+            // SAFETY: the closure runs in the forked child before exec and only calls umask(2),
+            // which is async-signal-safe and touches no memory shared with the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::umask(mask);
+                    Ok(())
+                });
+            }
+        }
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)

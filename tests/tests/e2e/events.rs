@@ -17,11 +17,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset};
 use kite_proto::checksum::{postback_checksum, refresh_checksum};
+use kite_proto::TokenState;
 use kite_tests::harness::{eventually, Daemon};
-use kite_tests::sim::{Fault, Sim, SimConfig};
+use kite_tests::sim::Fault;
 use serde_json::{json, Value};
+
+use crate::helper::{first_line, get_token, login_headless, rfc3339, sim, status, toml_string};
 
 /// How long anything that should happen promptly may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -29,47 +31,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const LOGIN_TIME: &str = "2026-11-23 09:00:00";
 const CUTOFF: &str = "2026-11-24T06:00:00+05:30";
 
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
-
-fn rfc3339(text: &str) -> DateTime<FixedOffset> {
-    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
-}
-
 /// `CUTOFF` minus `secs`, as `KITED_FAKE_NOW`.
 fn before_cutoff(secs: i64) -> String {
     (rfc3339(CUTOFF) - chrono::Duration::seconds(secs)).to_rfc3339()
 }
 
-/// Logs in headlessly (a request token as a human login makes it, exchanged over the socket)
-/// and returns the new access token.
-fn login(daemon: &Daemon) -> String {
-    let request_token = daemon.sim().issue_request_token();
-    let answer = daemon.request(&json!({"op": "exchange", "request_token": request_token}));
-    assert_eq!(answer["ok"], true, "exchange failed: {answer}");
-    get_token(daemon)
-}
-
-fn get_token(daemon: &Daemon) -> String {
-    let answer = daemon.request(&json!({"op": "get_token"}));
-    assert_eq!(answer["ok"], true, "get_token failed: {answer}");
-    answer["access_token"].as_str().unwrap().to_string()
-}
-
 fn logout(daemon: &Daemon) {
     let answer = daemon.request(&json!({"op": "logout"}));
     assert_eq!(answer["ok"], true, "logout failed: {answer}");
-}
-
-fn status(daemon: &Daemon) -> Value {
-    let answer = daemon.request(&json!({"op": "status"}));
-    assert_eq!(answer["ok"], true, "status failed: {answer}");
-    answer["status"].clone()
-}
-
-fn state(daemon: &Daemon) -> String {
-    status(daemon)["state"].as_str().unwrap_or("").to_string()
 }
 
 /// Writes an executable shell script.
@@ -85,10 +54,6 @@ fn scratch() -> tempfile::TempDir {
         .prefix("kited-events-")
         .tempdir()
         .unwrap()
-}
-
-fn toml_string(path: &Path) -> String {
-    serde_json::to_string(&path.display().to_string()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,7 +207,7 @@ fn watch_streams_token_new_and_invalidated_without_the_token() {
     let mut ctl = Watch::kitectl(&daemon);
     let mut raw = Watch::socket(&daemon);
 
-    let token = login(&daemon);
+    let token = login_headless(&daemon);
     for watch in [&mut ctl, &mut raw] {
         let (line, event) = watch.next_line();
         assert_eq!(event["event"], "token_new", "{line}");
@@ -281,7 +246,7 @@ fn expiry_warning_then_expiry_on_a_fake_clock() {
     let env_file = files.path().join("kite.env");
     let config = format!(
         "[expiry]\nwarn_before = [\"15m\", \"1m\"]\n[hooks]\nenv_file = {}\n",
-        toml_string(&env_file)
+        toml_string(&env_file.display().to_string())
     );
 
     // Run 1: three seconds before the 15-minute warning.
@@ -290,8 +255,8 @@ fn expiry_warning_then_expiry_on_a_fake_clock() {
         .env("KITED_FAKE_NOW", &before_cutoff(15 * 60 + 3))
         .start();
     let mut watch = Watch::socket(&first);
-    let token = login(&first);
-    assert_eq!(status(&first)["expires_at"], CUTOFF);
+    let token = login_headless(&first);
+    assert_eq!(status(&first).expires_at.as_deref(), Some(CUTOFF));
     watch.expect("token_new");
     let warning = watch.expect("token_expiring");
     assert_eq!(warning["minutes_left"], 15, "{warning}");
@@ -299,7 +264,7 @@ fn expiry_warning_then_expiry_on_a_fake_clock() {
     assert!(
         rfc3339(warning["at"].as_str().unwrap()) >= rfc3339(CUTOFF) - chrono::Duration::minutes(15)
     );
-    assert_eq!(state(&first), "expiring");
+    assert_eq!(status(&first).state, TokenState::Expiring);
     drop(watch);
     first.terminate();
 
@@ -318,8 +283,8 @@ fn expiry_warning_then_expiry_on_a_fake_clock() {
     let expired = watch.expect("token_expired");
     assert_eq!(expired["expires_at"], CUTOFF, "{expired}");
     assert!(rfc3339(expired["at"].as_str().unwrap()) >= rfc3339(CUTOFF));
-    assert_eq!(state(&second), "expired");
-    assert_eq!(status(&second)["needs_refresh"], true);
+    assert_eq!(status(&second).state, TokenState::Expired);
+    assert!(status(&second).needs_refresh);
     let out = second.ctl(&["get-token"]);
     assert_eq!(
         out.status.code(),
@@ -348,7 +313,7 @@ fn periodic_check_invalidates_killed_tokens_but_not_on_transient_faults() {
         .config_toml("[kite]\ntimeout = \"1s\"\n[expiry]\nverify_every = \"1s\"\n")
         .start();
     let mut watch = Watch::socket(&daemon);
-    let token = login(&daemon);
+    let token = login_headless(&daemon);
     watch.expect("token_new");
     let profile_calls = || sim.calls_to("GET", "/user/profile");
     // The check repeats.
@@ -376,7 +341,7 @@ fn periodic_check_invalidates_killed_tokens_but_not_on_transient_faults() {
     eventually(WAIT, "a check answered 503, then a good one", || {
         fault_then_good(since, Some(503))
     });
-    assert_eq!(state(&daemon), "valid");
+    assert_eq!(status(&daemon).state, TokenState::Valid);
 
     // So is a Kite that never answers (kite.timeout = 1s).
     let since = profile_calls().len();
@@ -384,7 +349,7 @@ fn periodic_check_invalidates_killed_tokens_but_not_on_transient_faults() {
     eventually(WAIT, "a hung check, then a good one", || {
         fault_then_good(since, None)
     });
-    assert_eq!(state(&daemon), "valid");
+    assert_eq!(status(&daemon).state, TokenState::Valid);
     assert_eq!(get_token(&daemon), token);
     assert!(daemon.log().contains("will try again"), "{}", daemon.log());
 
@@ -394,7 +359,7 @@ fn periodic_check_invalidates_killed_tokens_but_not_on_transient_faults() {
     let (line, event) = watch.next_line();
     assert_eq!(event["event"], "token_invalidated", "{line}");
     assert!(!line.contains(&token), "{line}");
-    assert_eq!(state(&daemon), "invalidated");
+    assert_eq!(status(&daemon).state, TokenState::Invalidated);
     let out = daemon.ctl(&["get-token"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 }
@@ -424,7 +389,7 @@ fn reminder_fires_on_trading_days_without_a_token_only() {
     // except waiting, so this waits a bounded 3 s (three reminder ticks). The reminder check and
     // its event happen in one step with no await between, so once token_new has been read, any
     // later login_required would be a bug.
-    login(&daemon);
+    login_headless(&daemon);
     watch.expect("token_new");
     watch.assert_none_within("login_required", Duration::from_secs(3));
     // ...and the reminder was still running: without a token it comes back.
@@ -527,12 +492,12 @@ fn notify_command_gets_the_event_never_the_token_and_is_killed_when_it_hangs() {
     let daemon = Daemon::builder(&sim)
         .config_toml(&format!(
             "[notify]\ndesktop = false\ncommand = [{}, {}]\n",
-            toml_string(&hook),
-            toml_string(&out_dir)
+            toml_string(&hook.display().to_string()),
+            toml_string(&out_dir.display().to_string())
         ))
         .env("KITED_COMMAND_TIMEOUT_MS", "1000")
         .start();
-    let token = login(&daemon);
+    let token = login_headless(&daemon);
     eventually(WAIT, "the hook to record token_new", || {
         !hook_records(&out_dir, "token_new").is_empty()
     });
@@ -601,10 +566,13 @@ fn env_file_follows_the_token_privately() {
     let files = scratch();
     let env_file = files.path().join("kite.env");
     let daemon = Daemon::builder(&sim)
-        .config_toml(&format!("[hooks]\nenv_file = {}\n", toml_string(&env_file)))
+        .config_toml(&format!(
+            "[hooks]\nenv_file = {}\n",
+            toml_string(&env_file.display().to_string())
+        ))
         .start();
-    let token = login(&daemon);
-    let expires_at = status(&daemon)["expires_at"].as_str().unwrap().to_string();
+    let token = login_headless(&daemon);
+    let expires_at = status(&daemon).expires_at.expect("a token has an expiry");
     eventually(WAIT, "the env file to hold the token", || {
         env_map(&env_file).get("KITE_ACCESS_TOKEN") == Some(&token)
     });
@@ -645,7 +613,7 @@ fn login_as_another_user_is_refused_and_the_old_token_kept() {
         .config_toml("[kite]\nuser_id = \"ZZ9999\"\n")
         .start();
     sim.set_user("ZZ9999", "Zed Nine");
-    let token = login(&daemon);
+    let token = login_headless(&daemon);
     let mut watch = Watch::socket(&daemon);
 
     sim.set_user("AB1234", "Kite Tester");
@@ -671,7 +639,7 @@ fn login_as_another_user_is_refused_and_the_old_token_kept() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
     assert_eq!(get_token(&daemon), token);
-    assert_eq!(status(&daemon)["user_id"], "ZZ9999");
+    assert_eq!(status(&daemon).user_id.as_deref(), Some("ZZ9999"));
     // No token_new was announced for the refused logins: the next event is the logout's.
     logout(&daemon);
     let (line, event) = watch.next_line();
@@ -690,7 +658,7 @@ fn refresh_token_renews_at_the_cutoff_and_is_invalidated_on_logout() {
         .env("KITED_FAKE_NOW", &before_cutoff(3))
         .start();
     let mut watch = Watch::socket(&daemon);
-    let first = login(&daemon);
+    let first = login_headless(&daemon);
     watch.expect("token_new");
     let refresh = sim.valid_refresh_tokens();
     assert_eq!(refresh.len(), 1, "{refresh:?}");
@@ -719,7 +687,7 @@ fn refresh_token_renews_at_the_cutoff_and_is_invalidated_on_logout() {
     let second = get_token(&daemon);
     assert_ne!(second, first);
     assert!(sim.valid_access_tokens().contains(&second));
-    assert_eq!(state(&daemon), "valid");
+    assert_eq!(status(&daemon).state, TokenState::Valid);
 
     logout(&daemon);
     let deletes = sim.calls_to("DELETE", "/session/token");
@@ -817,21 +785,6 @@ fn dbus_python() -> PathBuf {
 fn kill_child(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Reads the first stdout line of `child` within `timeout`.
-fn first_line(child: &mut Child, what: &str, timeout: Duration) -> String {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(timeout)
-        .unwrap_or_else(|_| panic!("{what} printed nothing within {timeout:?}"))
-        .trim()
-        .to_string()
 }
 
 /// A private `dbus-daemon` (session type, on a socket in a temp dir, with no service
@@ -998,14 +951,14 @@ fn desktop_notifications_and_the_log_in_button() {
     let daemon = Daemon::builder(&sim)
         .config_toml(&format!(
             "[expiry]\nwarn_before = [\"15m\"]\n[notify]\nopen_command = [{}]\n",
-            toml_string(&opener)
+            toml_string(&opener.display().to_string())
         ))
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .env("KITED_FAKE_NOW", &before_cutoff(15 * 60 + 3))
         .start();
     let mut watch = Watch::socket(&daemon);
 
-    login(&daemon);
+    login_headless(&daemon);
     let new = server.wait_for("a Logged in notification", |c| {
         c["summary"]
             .as_str()
@@ -1081,14 +1034,17 @@ fn no_session_bus_is_one_warning_and_the_daemon_carries_on() {
         &format!("touch {}/$KITED_EVENT\n", files.path().display()),
     );
     let daemon = Daemon::builder(&sim)
-        .config_toml(&format!("[notify]\ncommand = [{}]\n", toml_string(&hook)))
+        .config_toml(&format!(
+            "[notify]\ncommand = [{}]\n",
+            toml_string(&hook.display().to_string())
+        ))
         .env(
             "DBUS_SESSION_BUS_ADDRESS",
             &format!("unix:path={}/no-bus", files.path().display()),
         )
         .env("RUST_LOG", "info,kited=debug")
         .start();
-    login(&daemon);
+    login_headless(&daemon);
     logout(&daemon);
     // Two desktop notifications were tried and failed (the second at debug level).
     eventually(WAIT, "both notifications to be tried", || {
@@ -1104,7 +1060,7 @@ fn no_session_bus_is_one_warning_and_the_daemon_carries_on() {
         files.path().join("token_invalidated").exists()
     });
     assert_eq!(daemon.ctl(&["ping"]).status.code(), Some(0));
-    login(&daemon);
+    login_headless(&daemon);
 }
 
 #[test]
@@ -1115,7 +1071,7 @@ fn a_notification_server_that_never_answers_wedges_nothing() {
     let daemon = Daemon::builder(&sim)
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .start();
-    let token = login(&daemon);
+    let token = login_headless(&daemon);
     server.wait_for("the unanswered Notify", |c| c["answered"] == false);
     // While the Notify is pending, the socket answers at once, again and again.
     let pending_until = Instant::now() + Duration::from_secs(2);
@@ -1129,7 +1085,7 @@ fn a_notification_server_that_never_answers_wedges_nothing() {
     }
     // More events are not held up behind the pending one.
     logout(&daemon);
-    login(&daemon);
+    login_headless(&daemon);
     // And the pending call is given up on (notify's D-Bus timeout is 5 s).
     eventually(WAIT, "the notification timeout warning", || {
         daemon.log().contains("did not answer within")
@@ -1150,11 +1106,11 @@ fn desktop_false_sends_no_notifications() {
     let daemon = Daemon::builder(&sim)
         .config_toml(&format!(
             "[notify]\ndesktop = false\ncommand = [{}]\n",
-            toml_string(&hook)
+            toml_string(&hook.display().to_string())
         ))
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .start();
-    login(&daemon);
+    login_headless(&daemon);
     logout(&daemon);
     // The notifier handles events in order, starting the command and the desktop notification
     // for each together; once the command for the last event has run, a desktop notification

@@ -3,8 +3,7 @@
 //!
 //! Every wait here is a poll with a deadline (`eventually`, `wait_exit`), never a bare sleep.
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,16 +14,17 @@ use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone};
 use kite_proto::checksum::session_checksum;
 use kite_tests::harness::{bin, eventually};
 use kite_tests::http_client;
-use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
+use kite_tests::{follow_browser_login, Daemon};
+
+use crate::helper::{
+    browser_login, daemon_lines, login_state, query_param, read_outputs, rfc3339_json, sim,
+    the_new_token, wait_child,
+};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
 
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
@@ -127,46 +127,6 @@ fn login_url(daemon: &Daemon) -> String {
     url
 }
 
-/// Access tokens the sim accepts now that were not in `before`.
-fn new_tokens(sim: &Sim, before: &[String]) -> Vec<String> {
-    let before: BTreeSet<&String> = before.iter().collect();
-    sim.valid_access_tokens()
-        .into_iter()
-        .filter(|t| !before.contains(t))
-        .collect()
-}
-
-/// The exactly-one access token the sim issued since `before`.
-fn the_new_token(sim: &Sim, before: &[String]) -> String {
-    let new = new_tokens(sim, before);
-    assert_eq!(
-        new.len(),
-        1,
-        "expected the sim to issue exactly one token: {new:?}"
-    );
-    new.into_iter().next().unwrap()
-}
-
-/// The whole browser login: `kitectl login`, the sim's 302, kited's callback. Returns the token
-/// the sim issued and the callback page.
-fn browser_login(daemon: &Daemon) -> (String, String) {
-    let sim = daemon.sim();
-    let before = sim.valid_access_tokens();
-    let url = login_url(daemon);
-    let (status, page) = follow_browser_login(daemon, &url);
-    assert_eq!(
-        status,
-        200,
-        "callback page: {page}\n--- kited log:\n{}",
-        daemon.log()
-    );
-    assert!(
-        page.contains("Logged in as Kite Tester"),
-        "callback page should say who logged in: {page}"
-    );
-    (the_new_token(sim, &before), page)
-}
-
 /// `kitectl exchange VALUE` that must succeed; returns the token the sim issued.
 fn headless_exchange(daemon: &Daemon, value: &str) -> String {
     let sim = daemon.sim();
@@ -177,24 +137,6 @@ fn headless_exchange(daemon: &Daemon, value: &str) -> String {
         "exchange should say who logged in: {out:?}"
     );
     the_new_token(sim, &before)
-}
-
-/// A query parameter of an absolute URL.
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?} is not a URL: {e}"));
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// The `state` a login URL carries inside `redirect_params`.
-fn login_state(login_url: &str) -> String {
-    let params = query_param(login_url, "redirect_params")
-        .unwrap_or_else(|| panic!("login URL has no redirect_params: {login_url}"));
-    url::form_urlencoded::parse(params.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("redirect_params carry no state: {params:?}"))
 }
 
 /// GETs the sim's login page like a browser and returns the redirect `Location` (kited's
@@ -230,13 +172,6 @@ fn next_cutoff(t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
         date = date.succ_opt().unwrap();
     }
     ist().from_local_datetime(&date.and_time(six)).unwrap()
-}
-
-fn rfc3339(text: &Value) -> DateTime<FixedOffset> {
-    let s = text
-        .as_str()
-        .unwrap_or_else(|| panic!("expected an RFC 3339 string, got {text}"));
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
 }
 
 /// One NDJSON connection that keeps its reader (several requests per connection).
@@ -315,14 +250,6 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, bool, u32)>) {
             walk(&path, out);
         }
     }
-}
-
-/// What the daemon itself printed (the harness's own `--- harness:` lines removed).
-fn daemon_lines(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| !l.starts_with("--- harness:") && !l.trim().is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,7 +334,7 @@ fn browser_login_then_get_token_and_status() {
         status.get("ok").is_none(),
         "--json prints the status itself: {status}"
     );
-    let login_time = rfc3339(&status["login_time"]);
+    let login_time = rfc3339_json(&status["login_time"]);
     let now = chrono::Utc::now();
     assert!(
         (now - login_time.with_timezone(&chrono::Utc))
@@ -421,7 +348,7 @@ fn browser_login_then_get_token_and_status() {
         expires_at_text.ends_with("+05:30"),
         "expires_at should be in IST: {expires_at_text}"
     );
-    let expires_at = rfc3339(&status["expires_at"]);
+    let expires_at = rfc3339_json(&status["expires_at"]);
     assert_eq!(
         expires_at,
         next_cutoff(login_time),
@@ -473,7 +400,7 @@ fn expiry_is_the_next_cutoff_after_login_time() {
         ctl_ok(&daemon, &["exchange", &sim.issue_request_token()]);
         let status = status_json(&daemon);
         assert_eq!(
-            rfc3339(&status["login_time"]),
+            rfc3339_json(&status["login_time"]),
             DateTime::parse_from_rfc3339(expected_login).unwrap(),
             "{login_time}: {status}"
         );
@@ -557,7 +484,7 @@ fn exchange_is_a_checksummed_form_post() {
 fn token_survives_sigterm_restart() {
     let sim = sim();
     let mut daemon = Daemon::start(&sim);
-    let (token, _) = browser_login(&daemon);
+    let token = browser_login(&daemon).token;
     assert_eq!(get_token(&daemon), token);
 
     let status = daemon.terminate();
@@ -700,7 +627,7 @@ fn reused_request_token_fails_clearly_and_keeps_old_token() {
 fn logout_invalidates_at_kite_and_forgets_the_token() {
     let sim = sim();
     let mut daemon = Daemon::start(&sim);
-    let (token, _) = browser_login(&daemon);
+    let token = browser_login(&daemon).token;
 
     ctl_ok(&daemon, &["logout"]);
     let deletes = sim.calls_to("DELETE", "/session/token");
@@ -994,9 +921,7 @@ fn socket_and_state_files_are_private_whatever_the_umask() {
     let outer = tempfile::tempdir().unwrap();
     let socket = outer.path().join("fresh").join("sub").join("kited.sock");
     // Start kited under a permissive umask: it must make its files private by itself.
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o000));
-    let daemon = Daemon::builder(&sim).socket(&socket).start();
-    rustix::process::umask(old);
+    let daemon = Daemon::builder(&sim).socket(&socket).umask(0o000).start();
 
     assert!(is_socket(&socket), "{} is not a socket", socket.display());
     assert_eq!(mode(&socket), 0o600, "socket mode");
@@ -1031,7 +956,7 @@ fn socket_and_state_files_are_private_whatever_the_umask() {
 fn stale_socket_from_a_crash_is_replaced() {
     let sim = sim();
     let mut daemon = Daemon::start(&sim);
-    let (token, _) = browser_login(&daemon);
+    let token = browser_login(&daemon).token;
     daemon.kill9();
     assert!(
         is_socket(daemon.socket_path()),
@@ -1060,7 +985,7 @@ fn stale_socket_from_a_crash_is_replaced() {
 fn second_daemon_on_the_same_state_dir_refuses() {
     let sim = sim();
     let mut first = Daemon::start(&sim);
-    let (token, _) = browser_login(&first);
+    let token = browser_login(&first).token;
 
     let mut second = Daemon::builder(&sim)
         .state_dir(first.state_dir())
@@ -1092,7 +1017,7 @@ fn second_daemon_on_the_same_state_dir_refuses() {
 fn second_daemon_on_the_same_socket_does_not_steal_it() {
     let sim = sim();
     let mut first = Daemon::start(&sim);
-    let (token, _) = browser_login(&first);
+    let token = browser_login(&first).token;
     let inode_before = inode(first.socket_path());
 
     let mut second = Daemon::builder(&sim)
@@ -1445,34 +1370,13 @@ fn get_token_wait_returns_as_soon_as_someone_logs_in() {
         "get-token --wait gave up before anyone logged in"
     );
 
-    let (token, _) = browser_login(&daemon);
-    let logged_in = Instant::now();
-    let deadline = logged_in + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("get-token --wait did not return within 5 s of the login");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let token = browser_login(&daemon).token;
+    let status = wait_child(
+        &mut child,
+        Duration::from_secs(5),
+        "get-token --wait after the login",
+    );
+    let (out, err) = read_outputs(&mut child);
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert_eq!(out, format!("{token}\n"), "stderr: {err}");
 }

@@ -16,9 +16,14 @@ use std::time::{Duration, Instant};
 
 use kite_tests::harness::{eventually, follow_browser_login, reply_status};
 use kite_tests::http_client;
-use kite_tests::{Daemon, Fault, Sim, SimConfig};
+use kite_tests::{Daemon, Fault, Sim};
 use rand::Rng;
 use serde_json::{json, Value};
+
+use crate::helper::{
+    login_headless, login_state, login_urls, new_tokens, read_outputs, served_token, sim,
+    the_new_token, toml_string,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -26,10 +31,6 @@ use serde_json::{json, Value};
 
 /// How fast kited must answer a `ping` while something else misbehaves.
 const PING_LIMIT: Duration = Duration::from_secs(1);
-
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
 
 /// A connection with read and write timeouts, for clients that may never be answered.
 fn connect(socket: &Path, timeout: Duration) -> UnixStream {
@@ -82,59 +83,6 @@ fn ping_fast(daemon: &Daemon) -> Duration {
 
 fn exchange(daemon: &Daemon, request_token: &str) -> Value {
     daemon.request(&json!({"op": "exchange", "request_token": request_token}))
-}
-
-/// The token `get_token` serves now, if any.
-fn served_token(daemon: &Daemon) -> Option<String> {
-    let answer = daemon.request(&json!({"op": "get_token"}));
-    answer["access_token"].as_str().map(str::to_string)
-}
-
-/// Exchanges a fresh request token that must succeed; returns the access token it produced.
-fn login_headless(daemon: &Daemon) -> String {
-    let sim = daemon.sim();
-    let before = sim.valid_access_tokens();
-    let answer = exchange(daemon, &sim.issue_request_token());
-    assert_eq!(answer["ok"], json!(true), "exchange: {answer}");
-    the_new_token(sim, &before)
-}
-
-/// Access tokens the sim accepts now that were not in `before`.
-fn new_tokens(sim: &Sim, before: &[String]) -> Vec<String> {
-    let before: BTreeSet<&String> = before.iter().collect();
-    sim.valid_access_tokens()
-        .into_iter()
-        .filter(|t| !before.contains(t))
-        .collect()
-}
-
-fn the_new_token(sim: &Sim, before: &[String]) -> String {
-    let new = new_tokens(sim, before);
-    assert_eq!(new.len(), 1, "expected exactly one new token: {new:?}");
-    new.into_iter().next().unwrap()
-}
-
-/// The login URL from the `login_url` op.
-fn login_url(daemon: &Daemon) -> String {
-    let answer = daemon.request(&json!({"op": "login_url"}));
-    answer["login_url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("login_url: {answer}"))
-        .to_string()
-}
-
-/// The `state` a login URL carries inside `redirect_params`.
-fn login_state(login_url: &str) -> String {
-    let url = url::Url::parse(login_url).unwrap();
-    let params = url
-        .query_pairs()
-        .find(|(k, _)| k == "redirect_params")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no redirect_params in {login_url}"));
-    url::form_urlencoded::parse(params.as_bytes())
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no state in {params}"))
 }
 
 /// `/auth/callback?...` as Kite would redirect, with these values (URL-encoded here).
@@ -711,7 +659,7 @@ fn http_oversized_headers_and_bodies_are_refused_before_kite() {
     let mut daemon = Daemon::start(&sim);
     let pid = daemon.pid();
     let host = daemon.http_addr().to_string();
-    let state = login_state(&login_url(&daemon));
+    let state = login_state(&login_urls(&daemon).0);
     let callback = callback_path(&sim.issue_request_token(), &state);
 
     // Headers just under the limit are fine; over it, 431.
@@ -871,7 +819,7 @@ fn http_bad_host_is_refused_before_anything_happens() {
     let mut daemon = Daemon::start(&sim);
     let pid = daemon.pid();
     let port = daemon.http_addr().port();
-    let state = login_state(&login_url(&daemon));
+    let state = login_state(&login_urls(&daemon).0);
     let callback = callback_path(&sim.issue_request_token(), &state);
     let bad_hosts = [
         "evil.example".to_string(),
@@ -944,10 +892,10 @@ fn http_forged_replayed_and_foreign_callbacks_never_reach_kite() {
     assert_eq!(exchange_calls(&sim), 0, "{:?}", sim.calls());
 
     // A state from another kited (B issued it; A never did), and A's state delivered to B.
-    let state_b = login_state(&login_url(&b));
+    let state_b = login_state(&login_urls(&b).0);
     let (status, _, page) = a.http_get(&callback_path(&sim.issue_request_token(), &state_b));
     assert_eq!(status, 400, "B's state at A: {page}");
-    let state_a = login_state(&login_url(&a));
+    let state_a = login_state(&login_urls(&a).0);
     let (status, _, page) = b.http_get(&callback_path(&sim.issue_request_token(), &state_a));
     assert_eq!(status, 400, "A's state at B: {page}");
     assert!(
@@ -957,7 +905,7 @@ fn http_forged_replayed_and_foreign_callbacks_never_reach_kite() {
     assert_eq!(exchange_calls(&sim), 0, "{:?}", sim.calls());
 
     // Replay: the genuine browser login works once...
-    let url = login_url(&a);
+    let url = login_urls(&a).0;
     let redirect = http_client::get(&url).unwrap();
     assert_eq!(redirect.status, 302);
     let location = redirect.header("location").unwrap().to_string();
@@ -995,7 +943,7 @@ fn http_injection_in_the_callback_is_escaped_and_refused_before_kite() {
         "abc&state=other",
     ];
     for payload in payloads {
-        let state = login_state(&login_url(&daemon));
+        let state = login_state(&login_urls(&daemon).0);
         let (status, headers, page) = daemon.http_get(&callback_path(payload, &state));
         assert_eq!(status, 400, "{payload}: {page}");
         assert!(
@@ -1016,7 +964,7 @@ fn http_injection_in_the_callback_is_escaped_and_refused_before_kite() {
             http_client::encode_form(&[
                 ("status", payload),
                 ("request_token", &sim.issue_request_token()),
-                ("state", &login_state(&login_url(&daemon))),
+                ("state", &login_state(&login_urls(&daemon).0)),
             ])
         );
         let (status, _, page) = daemon.http_get(&path);
@@ -1257,10 +1205,6 @@ fn head_and_body(reply: &http_client::HttpReply) -> Vec<u8> {
     out
 }
 
-fn toml_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Concurrency
 // ---------------------------------------------------------------------------------------------
@@ -1327,7 +1271,7 @@ fn a_hundred_waiting_get_tokens_all_wake_with_the_same_token() {
         .all(|c| matches!(c.try_wait(), Ok(None))));
 
     let before = sim.valid_access_tokens();
-    let (status, page) = follow_browser_login(&daemon, &login_url(&daemon));
+    let (status, page) = follow_browser_login(&daemon, &login_urls(&daemon).0);
     assert_eq!(status, 200, "{page}");
     let logged_in = Instant::now();
     let token = the_new_token(&sim, &before);
@@ -1337,20 +1281,7 @@ fn a_hundred_waiting_get_tokens_all_wake_with_the_same_token() {
     for child in &mut children.0 {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                let mut out = String::new();
-                child
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut out)
-                    .unwrap();
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let (out, err) = read_outputs(child);
                 outputs.push((status, out, err));
                 break;
             }

@@ -2,7 +2,6 @@
 //! says Kite does, or tests against it mean nothing.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,9 +12,12 @@ use kite_tests::http_client::{self, HttpReply};
 use kite_tests::sim::{Fault, Sim, SimConfig};
 use serde_json::{json, Value};
 
+use crate::helper::{first_line, wait_child};
+
 const CALLBACK: &str = "http://127.0.0.1:9/auth/callback";
 
-fn sim() -> Sim {
+/// A simulator that redirects logins to [`CALLBACK`] (nothing listens there).
+fn redirecting_sim() -> Sim {
     Sim::start(SimConfig {
         redirect_url: Some(CALLBACK.into()),
         ..SimConfig::default()
@@ -136,7 +138,7 @@ fn checksum_test_vector_and_construction() {
         session_checksum("key", "request", "secret"),
         "e4465f58be6159d2a7f087f4292515e9d631b4f91e056b53e6f14456222ff709"
     );
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     // Separators between the parts are not Kite's construction.
     let with_colons = session_checksum(&format!("{}:", sim.api_key()), &token, &sim.api_secret());
@@ -158,7 +160,7 @@ fn checksum_test_vector_and_construction() {
 
 #[test]
 fn browser_login_then_exchange_gives_the_mock_session_shape() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let location = login(&sim, None);
     assert!(location.as_str().starts_with(CALLBACK), "{location}");
     assert_eq!(param(&location, "status").as_deref(), Some("success"));
@@ -213,7 +215,7 @@ fn browser_login_then_exchange_gives_the_mock_session_shape() {
 
 #[test]
 fn request_token_is_single_use() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     assert_eq!(exchange(&sim, &token).status, 200);
     assert_kite_error(
@@ -233,7 +235,7 @@ fn request_token_is_single_use() {
 
 #[test]
 fn failed_checksum_does_not_consume_the_token() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     assert_kite_error(
         &exchange_with(&sim, &token, &"0".repeat(64)),
@@ -265,7 +267,7 @@ fn request_tokens_expire() {
 
 #[test]
 fn json_body_and_wrong_content_type_are_rejected_without_consuming() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     let fields = json!({
         "api_key": sim.api_key(),
@@ -304,7 +306,7 @@ fn json_body_and_wrong_content_type_are_rejected_without_consuming() {
 
 #[test]
 fn api_key_checks() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let url = format!("{}/session/token", sim.url());
     let token = sim.issue_request_token();
     for key in [None, Some(""), Some("abc")] {
@@ -336,7 +338,7 @@ fn api_key_checks() {
 
 #[test]
 fn every_error_is_a_json_envelope() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let root = sim.url();
     let cases: Vec<(HttpReply, u16, &str)> = vec![
         (
@@ -391,7 +393,7 @@ fn every_error_is_a_json_envelope() {
 
 #[test]
 fn profile_needs_a_live_token() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     let data = exchange(&sim, &token).json()["data"].clone();
     let access = data["access_token"].as_str().unwrap().to_string();
@@ -434,7 +436,7 @@ fn profile_needs_a_live_token() {
 
 #[test]
 fn logout_kills_only_that_token() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let first = exchange(&sim, &sim.issue_request_token()).json()["data"]["access_token"]
         .as_str()
         .unwrap()
@@ -471,7 +473,7 @@ fn logout_kills_only_that_token() {
 
 #[test]
 fn injected_statuses_use_kites_error_types() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
     for (status, error_type) in [
         (503, "NetworkException"),
@@ -502,7 +504,7 @@ fn injected_statuses_use_kites_error_types() {
 
 #[test]
 fn faults_do_not_touch_the_login_page() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.fail_next(1, 500);
     let location = login(&sim, None);
     assert_eq!(param(&location, "status").as_deref(), Some("success"));
@@ -514,7 +516,7 @@ fn faults_do_not_touch_the_login_page() {
 
 #[test]
 fn hang_never_answers_and_does_not_block_others_or_shutdown() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.set_fault(1, Fault::Hang);
     let started = Instant::now();
     let url = format!("{}/user/profile", sim.url());
@@ -557,7 +559,7 @@ fn hang_never_answers_and_does_not_block_others_or_shutdown() {
 
 #[test]
 fn non_json_wrong_content_type_and_truncated_faults() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let token = sim.issue_request_token();
 
     sim.set_fault(1, Fault::NonJson);
@@ -593,7 +595,7 @@ fn non_json_wrong_content_type_and_truncated_faults() {
 
 #[test]
 fn truncated_reply_sends_a_partial_body() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.set_fault(1, Fault::Truncated);
     let raw = http_client::raw(
         sim.addr(),
@@ -621,7 +623,7 @@ fn truncated_reply_sends_a_partial_body() {
 
 #[test]
 fn redirect_carries_redirect_params_pairs() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let location = login(&sim, Some("state=abc123&x=a b"));
     let pairs = query_of(&location);
     for want in [
@@ -659,7 +661,7 @@ fn redirect_carries_redirect_params_pairs() {
 
 #[test]
 fn cancel_redirects_with_only_the_status() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.set_cancel(true);
     let location = login(&sim, Some("state=abc123"));
     assert_eq!(
@@ -690,7 +692,7 @@ fn login_page_errors_are_not_redirects() {
 
 #[test]
 fn users_and_login_time_follow_the_settings() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.set_user("ZX9999", "Other Person");
     sim.set_login_time(Some("2026-11-23 05:59:30".into()));
     let data = exchange(&sim, &sim.issue_request_token()).json()["data"].clone();
@@ -709,7 +711,7 @@ fn users_and_login_time_follow_the_settings() {
 
 #[test]
 fn refresh_tokens_renew_and_die() {
-    let sim = sim();
+    let sim = redirecting_sim();
     sim.set_refresh_tokens(true);
     let data = exchange(&sim, &sim.issue_request_token()).json()["data"].clone();
     let refresh = data["refresh_token"].as_str().unwrap().to_string();
@@ -744,7 +746,7 @@ fn refresh_tokens_renew_and_die() {
 
 #[test]
 fn control_routes_drive_the_simulator() {
-    let sim = sim();
+    let sim = redirecting_sim();
     let root = sim.url();
     let post = |path: &str| {
         let reply = http_client::request("POST", &format!("{root}{path}"), &[], b"").unwrap();
@@ -811,19 +813,7 @@ fn kite_sim_binary_prints_env_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("kite-sim printed nothing");
-        });
+    let line = first_line(&mut child, "kite-sim", Duration::from_secs(10));
     let env: Vec<(&str, &str)> = line
         .trim()
         .strip_prefix("export ")
@@ -864,17 +854,6 @@ fn kite_sim_binary_prints_env_and_stops_on_sigterm() {
 
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kite-sim ignored SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(5), "kite-sim after SIGTERM");
     assert!(status.success(), "{status}");
 }

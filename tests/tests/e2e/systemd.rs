@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kite_proto::TokenState;
 use kite_tests::harness::{bin, eventually};
-use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
+use kite_tests::{follow_browser_login, Daemon};
 use rustix::process::Signal;
 use serde_json::{json, Value};
+
+use crate::helper::{browser_login, daemon_lines, sim, status};
 
 /// How long any one datagram from kited may take to arrive.
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
@@ -88,10 +91,6 @@ impl NotifySocket {
     }
 }
 
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
-
 /// No desktop (there is no session bus here) and nothing else surprising.
 const QUIET: &str = "[notify]\ndesktop = false\n";
 
@@ -103,24 +102,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Logs in through the browser flow (sim login page → kited's /auth/callback); returns the token.
-fn browser_login(daemon: &Daemon) -> String {
-    let answer = daemon.request(&json!({"op": "login_url"}));
-    assert_eq!(answer["ok"], true, "login_url: {answer}");
-    let login_url = answer["login_url"].as_str().unwrap();
-    let (status, body) = follow_browser_login(daemon, login_url);
-    assert_eq!(status, 200, "callback page: {body}\nlog:\n{}", daemon.log());
-    let token = daemon.request(&json!({"op": "get_token"}));
-    assert_eq!(token["ok"], true, "get_token after login: {token}");
-    token["access_token"].as_str().unwrap().to_string()
-}
-
-fn status(daemon: &Daemon) -> Value {
-    let answer = daemon.request(&json!({"op": "status"}));
-    assert_eq!(answer["ok"], true, "{answer}");
-    answer["status"].clone()
-}
-
 /// `GET /api/token/status` with an `Origin`; returns the Access-Control-Allow-Origin it got.
 fn cors_for(daemon: &Daemon, origin: &str) -> Option<String> {
     let reply = daemon.http("GET", "/api/token/status", &[("Origin", origin)], b"");
@@ -128,13 +109,6 @@ fn cors_for(daemon: &Daemon, origin: &str) -> Option<String> {
     reply
         .header("access-control-allow-origin")
         .map(str::to_string)
-}
-
-/// The daemon's own log lines (the harness's `--- harness:` lines left out).
-fn daemon_lines(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|l| !l.starts_with("--- harness"))
-        .collect()
 }
 
 #[test]
@@ -219,7 +193,7 @@ fn status_line_follows_the_token() {
         .start();
     let ready = notify.wait_for("READY=1", || daemon.log());
     assert!(ready.contains("login required"), "{ready:?}");
-    let token = browser_login(&daemon);
+    let token = browser_login(&daemon).token;
     let deadline = Instant::now() + NOTIFY_DEADLINE;
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -249,8 +223,8 @@ fn api_secret_from_credentials_directory() {
         .env_remove("KITE_API_SECRET")
         .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
         .start();
-    assert_eq!(status(&daemon)["configured"], true);
-    let token = browser_login(&daemon);
+    assert!(status(&daemon).configured);
+    let token = browser_login(&daemon).token;
     assert!(sim.valid_access_tokens().contains(&token));
     daemon.terminate();
     let log = daemon.log();
@@ -295,8 +269,8 @@ fn sighup_reloads_origins_and_warn_windows_keeping_token_and_socket() {
         .start();
     notify.wait_for("READY=1", || daemon.log());
     let pid = daemon.pid();
-    let token = browser_login(&daemon);
-    assert_eq!(status(&daemon)["state"], "valid");
+    let token = browser_login(&daemon).token;
+    assert_eq!(status(&daemon).state, TokenState::Valid);
     assert_eq!(
         cors_for(&daemon, "http://a.example").as_deref(),
         Some("http://a.example")
@@ -315,7 +289,11 @@ fn sighup_reloads_origins_and_warn_windows_keeping_token_and_socket() {
         "the new origin gets CORS headers without a restart"
     );
     assert_eq!(cors_for(&daemon, "http://a.example"), None);
-    assert_eq!(status(&daemon)["state"], "expiring", "warn_before reloaded");
+    assert_eq!(
+        status(&daemon).state,
+        TokenState::Expiring,
+        "warn_before reloaded"
+    );
     let again = daemon.request(&json!({"op": "get_token"}));
     assert_eq!(again["access_token"], token.as_str(), "token kept: {again}");
     assert!(daemon.socket_path().exists());
@@ -344,7 +322,7 @@ fn sighup_reloads_origins_and_warn_windows_keeping_token_and_socket() {
         Some("http://b.example"),
         "old config kept"
     );
-    assert_eq!(status(&daemon)["state"], "expiring");
+    assert_eq!(status(&daemon).state, TokenState::Expiring);
     let again = daemon.request(&json!({"op": "get_token"}));
     assert_eq!(again["access_token"], token.as_str());
     assert!(ok(&daemon.ctl(&["ping"])));

@@ -9,19 +9,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset, Timelike};
+use chrono::Timelike;
 use kite_tests::harness::{eventually, free_port, reply_status};
 use kite_tests::http_client::{self, HttpReply};
 use kite_tests::webdriver::Browser;
-use kite_tests::{follow_browser_login, Daemon, Fault, Sim, SimConfig};
+use kite_tests::{follow_browser_login, Daemon, Fault, Sim};
 use serde_json::{json, Value};
+
+use crate::helper::{browser_login, rfc3339_json, sim};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
 
 /// The config every daemon here gets, plus `extra` (other tables only): no desktop, and a warn
 /// window of one minute so a fresh login reads `valid` at almost any time of day.
@@ -103,16 +101,6 @@ fn exchanges(sim: &Sim) -> usize {
     sim.calls_to("POST", "/session/token").len()
 }
 
-/// Logs in the way a browser does (refresh-info → sim login → 302 → /auth/callback) and returns
-/// the callback page.
-fn browser_login(d: &Daemon) -> String {
-    let info = get_json(d, "/api/token/refresh-info");
-    let (status, page) = follow_browser_login(d, info["login_url"].as_str().unwrap());
-    assert_eq!(status, 200, "callback page: {page}");
-    assert!(page.contains("Logged in as Kite Tester"), "{page}");
-    page
-}
-
 /// What `kitectl get-token` prints.
 fn ctl_token(d: &Daemon) -> String {
     let out = d.ctl(&["get-token"]);
@@ -122,13 +110,6 @@ fn ctl_token(d: &Daemon) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn rfc3339(value: &Value, what: &str) -> DateTime<FixedOffset> {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what} is not a string: {value}"));
-    DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{what} {text:?}: {e}"))
 }
 
 /// The states a token made just now may be in: `valid`, or `expiring` in the last minute before
@@ -196,8 +177,8 @@ fn status_shape_before_and_after_login() {
     assert_eq!(after["needs_refresh"], state != "valid");
     assert_eq!(after["user_id"], "AB1234");
     assert_eq!(after["user_name"], "Kite Tester");
-    let login_time = rfc3339(&after["login_time"], "login_time");
-    let expires_at = rfc3339(&after["expires_at"], "expires_at");
+    let login_time = rfc3339_json(&after["login_time"]);
+    let expires_at = rfc3339_json(&after["expires_at"]);
     assert!(
         after["expires_at"].as_str().unwrap().ends_with("+05:30"),
         "expires_at is given in IST: {after}"
@@ -1039,7 +1020,7 @@ fn no_get_route_returns_the_access_token() {
             "[http]\nallowed_origins = [\"{allowed}\"]\n"
         )))
         .start();
-    let callback_page = browser_login(&d);
+    let callback_page = browser_login(&d).page;
     let token = ctl_token(&d);
     assert!(token.len() >= 16, "{token}");
     assert!(
