@@ -17,7 +17,7 @@ use kite_tests::http_client;
 use kite_tests::{follow_browser_login, Daemon};
 
 use crate::helper::{
-    browser_login, daemon_lines, login_state, query_param, read_outputs, rfc3339_json, sim,
+    browser_login, daemon_lines, login_state, mode, query_param, read_outputs, rfc3339_json, sim,
     the_new_token, wait_child,
 };
 use serde_json::{json, Value};
@@ -218,14 +218,6 @@ fn assert_bad_request(what: &str, answer: &Value) {
             .is_some_and(|m| !m.is_empty()),
         "{what}: the error should say why: {answer}"
     );
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 fn inode(path: &Path) -> u64 {

@@ -10,6 +10,7 @@ mod helper;
 
 mod events;
 mod foundation;
+mod install;
 mod resilience;
 mod sim;
 mod systemd;

@@ -16,7 +16,7 @@ use kite_tests::{follow_browser_login, Daemon};
 use rustix::process::Signal;
 use serde_json::{json, Value};
 
-use crate::helper::{browser_login, daemon_lines, sim, status};
+use crate::helper::{browser_login, daemon_lines, sim, status, text};
 
 /// How long any one datagram from kited may take to arrive.
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(10);
@@ -96,10 +96,6 @@ const QUIET: &str = "[notify]\ndesktop = false\n";
 
 fn ok(output: &Output) -> bool {
     output.status.success()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `GET /api/token/status` with an `Origin`; returns the Access-Control-Allow-Origin it got.

@@ -5,6 +5,8 @@
 mod process;
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
 use kite_proto::{Request, Response, TokenStatus};
@@ -153,6 +155,20 @@ pub fn rfc3339_json(value: &Value) -> DateTime<FixedOffset> {
 /// `text` as a TOML basic string (a JSON string is one), for paths in generated configs.
 pub fn toml_string(text: &str) -> String {
     serde_json::to_string(text).expect("a string serializes")
+}
+
+/// The permission bits of a file, directory or socket (not following a symlink).
+pub fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Bytes a process wrote, as text (invalid UTF-8 replaced).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// What the daemon itself printed (the harness's own `--- harness:` lines and blank lines left

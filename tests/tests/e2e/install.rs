@@ -12,7 +12,9 @@ use std::time::Duration;
 use kite_tests::harness::{bin, eventually, free_port};
 use kite_tests::terminal::Terminal;
 use kite_tests::user_manager::UserManager;
-use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
+use kite_tests::{follow_browser_login, Daemon};
+
+use crate::helper::{mode, sim, text};
 
 /// A throwaway home: `HOME`, `XDG_CONFIG_HOME` and `XDG_RUNTIME_DIR` (with no user manager in it,
 /// so `systemctl --user` finds nothing).
@@ -69,18 +71,6 @@ impl Home {
         let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
 }
 
 /// Asserts exit 2 with one stderr line containing `names`, and no config directory written.
@@ -163,7 +153,7 @@ fn setup_refuses_bad_input_and_writes_nothing() {
 
 #[test]
 fn setup_writes_private_files_that_a_kited_started_by_hand_uses() {
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     let home = Home::new();
     let out = home.run(
         &[
@@ -442,7 +432,7 @@ fn setup_enables_the_unit_and_systemctl_drives_kited() {
     let Some(manager) = user_manager(root.path()) else {
         return;
     };
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     let port = free_port();
     sim.set_redirect_url(&format!("http://127.0.0.1:{port}/auth/callback"));
     let log_path = install_units(&manager, &sim, port);
