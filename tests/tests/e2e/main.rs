@@ -12,6 +12,7 @@ mod events;
 mod foundation;
 mod install;
 mod resilience;
+mod security;
 mod sim;
 mod systemd;
 mod web;

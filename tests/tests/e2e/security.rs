@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use kite_tests::harness::bin;
 use kite_tests::http_client::{self, HttpReply};
-use kite_tests::{Daemon, Sim, SimConfig};
+use kite_tests::{Daemon, Sim};
 use serde_json::{json, Value};
+
+use crate::helper::{mode, sim, text};
 
 // ---------------------------------------------------------------------------------------------
 // Other users
@@ -29,10 +31,6 @@ use serde_json::{json, Value};
 const ATTACKER: u32 = 65534;
 /// How long a process started here may take to finish.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(15);
-
-fn sim() -> Sim {
-    Sim::start(SimConfig::default())
-}
 
 /// Whether this test can act as other users; outside CI (not root) the tests say so and pass.
 fn can_switch_users() -> bool {
@@ -105,14 +103,6 @@ fn private_dir_of(uid: u32) -> tempfile::TempDir {
     )
     .expect("chown the scratch dir");
     dir
-}
-
-fn mode(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 /// A fake kited: a socket served by a thread running as `uid`, answering every request with a
@@ -218,10 +208,6 @@ fn kitectl_as(uid: u32, args: &[&str], stdin: &str) -> Output {
         .expect("run kitectl");
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     finish(child)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts exit 3, nothing on stdout, and one stderr line naming `path` and `what`.
