@@ -241,7 +241,6 @@ fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
     let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
     HttpReply {
         status: status.as_u16(),
-        reason: status.canonical_reason().unwrap_or("").to_string(),
         headers,
         body,
     }

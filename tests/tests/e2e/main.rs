@@ -8,9 +8,11 @@
 
 mod helper;
 
+mod demo;
 mod events;
 mod foundation;
 mod install;
+mod remote;
 mod resilience;
 mod security;
 mod sim;

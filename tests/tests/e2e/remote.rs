@@ -8,8 +8,10 @@ use std::time::Duration;
 use kite_tests::caddy::{self, Caddy, PUBLIC_HOST};
 use kite_tests::harness::eventually;
 use kite_tests::http_client::{self, HttpReply};
-use kite_tests::{Daemon, Sim, SimConfig};
+use kite_tests::{Daemon, Sim};
 use serde_json::{json, Value};
+
+use crate::helper::sim;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -32,7 +34,7 @@ fn config(public_url: &str, http_extra: &str, tail: &str) -> String {
 }
 
 fn remote_with(http_extra: &str, tail: &str, envs: &[(&str, &str)]) -> Remote {
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     let port = caddy::reserve_port();
     let public = caddy::public_url(port);
     sim.set_redirect_url(&format!("{public}/auth/callback"));
@@ -101,7 +103,7 @@ fn phone_login(r: &Remote, link: &str) -> HttpReply {
 
 #[test]
 fn a_public_url_with_a_path_is_a_config_error() {
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     for bad in [
         "https://kite.example.com/kited",
         "https://kite.example.com/?a=b",
@@ -389,7 +391,7 @@ fn a_forged_state_through_the_proxy_is_refused_before_kite() {
 
 #[test]
 fn tickets_expire_at_the_cutoff_and_survive_a_restart() {
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     let public = caddy::public_url(caddy::reserve_port());
     let host = public.trim_start_matches("https://").to_string();
     let start = |state: Option<&std::path::Path>, now: &str| {
@@ -451,7 +453,7 @@ fn kitectl_login_link_prints_the_link_or_names_public_url() {
     assert!(stdout.lines().count() > 10, "{stdout}");
     assert!(stdout.contains('█') || stdout.contains('▀'), "{stdout}");
 
-    let sim = Sim::start(SimConfig::default());
+    let sim = sim();
     let plain = Daemon::start(&sim);
     let out = plain.ctl(&["login", "--link"]);
     assert_eq!(out.status.code(), Some(1));
