@@ -12,7 +12,7 @@ use std::time::Duration;
 use kite_tests::harness::{bin, eventually, free_port};
 use kite_tests::terminal::Terminal;
 use kite_tests::user_manager::UserManager;
-use kite_tests::{follow_browser_login, Daemon};
+use kite_tests::{follow_browser_login, Daemon, Sim};
 
 use crate::helper::{mode, sim, text};
 
