@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kite_proto::message::{Request, Response};
+use kite_proto::{parse_answer, Answer, Call, Request};
 use serde_json::Value;
 
 use crate::http_client::{self, HttpReply};
@@ -428,14 +428,16 @@ impl Daemon {
         stream
     }
 
-    /// Sends one request on a new connection and returns the daemon's typed answer (an error
-    /// answer is `Response::Error`; an answer that does not parse panics with the log).
-    pub fn call(&self, request: &Request) -> Response {
+    /// Sends one request on a new connection and returns the daemon's typed answer: `Ok` with
+    /// the request's own answer type, or `Err` with the daemon's `{kind, message}`. An answer
+    /// that is neither panics with the log.
+    pub fn call<C: Call>(&self, request: C) -> Answer<C::Answer> {
+        let request: Request = request.into();
         let line = request.to_line();
         let answer = self.exchange_line(line.trim_end());
-        Response::parse(answer.as_bytes()).unwrap_or_else(|e| {
+        parse_answer(answer.as_bytes()).unwrap_or_else(|e| {
             panic!(
-                "the answer to {line:?} is not a valid response ({e}): {answer:?}; log:\n{}",
+                "the answer to {line:?} is not a valid answer ({e}): {answer:?}; log:\n{}",
                 self.log()
             )
         })

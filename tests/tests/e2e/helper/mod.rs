@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
-use kite_proto::{Request, Response, TokenStatus};
+use kite_proto::message::{Exchange, GetToken, LoginUrl, Status};
+use kite_proto::TokenStatus;
 use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
 use serde_json::Value;
 
@@ -56,49 +57,46 @@ pub fn browser_login(daemon: &Daemon) -> LoggedIn {
 pub fn login_headless(daemon: &Daemon) -> String {
     let sim = daemon.sim();
     let before = sim.valid_access_tokens();
-    let request_token = sim.issue_request_token();
-    match daemon.call(&Request::Exchange {
-        request_token: Some(request_token),
+    let exchange = Exchange {
+        request_token: Some(sim.issue_request_token()),
         callback_url: None,
-    }) {
-        Response::Status { .. } => the_new_token(sim, &before),
-        other => panic!("exchange failed: {other:?}"),
+    };
+    if let Err(e) = daemon.call(exchange) {
+        panic!("exchange failed: {e:?}");
     }
+    the_new_token(sim, &before)
 }
 
 /// The `login_url` op's answer: (Kite's login URL, kited's callback URL).
 pub fn login_urls(daemon: &Daemon) -> (String, String) {
-    match daemon.call(&Request::LoginUrl) {
-        Response::LoginUrl {
-            login_url,
-            callback_url,
-        } => (login_url, callback_url),
-        other => panic!("login_url: {other:?}"),
-    }
+    let urls = daemon
+        .call(LoginUrl {})
+        .unwrap_or_else(|e| panic!("login_url: {e:?}"));
+    (urls.login_url, urls.callback_url)
 }
 
 /// The token `get_token` serves now, if any.
 pub fn served_token(daemon: &Daemon) -> Option<String> {
-    match daemon.call(&Request::GetToken { wait_secs: None }) {
-        Response::Token { access_token, .. } => Some(access_token),
-        _ => None,
-    }
+    daemon
+        .call(GetToken::default())
+        .ok()
+        .map(|issued| issued.access_token)
 }
 
-/// The token `get_token` serves; panics with the answer when there is none.
+/// The token `get_token` serves; panics with the daemon's error when there is none.
 pub fn get_token(daemon: &Daemon) -> String {
-    match daemon.call(&Request::GetToken { wait_secs: None }) {
-        Response::Token { access_token, .. } => access_token,
-        other => panic!("get_token failed: {other:?}"),
-    }
+    daemon
+        .call(GetToken::default())
+        .unwrap_or_else(|e| panic!("get_token failed: {e:?}"))
+        .access_token
 }
 
 /// The `status` op's answer.
 pub fn status(daemon: &Daemon) -> TokenStatus {
-    match daemon.call(&Request::Status) {
-        Response::Status { status } => *status,
-        other => panic!("status failed: {other:?}"),
-    }
+    daemon
+        .call(Status {})
+        .unwrap_or_else(|e| panic!("status failed: {e:?}"))
+        .status
 }
 
 /// Access tokens the simulator accepts now that were not in `before`.
