@@ -2,7 +2,6 @@
 
 use kite_proto::socket_trust::{self, Distrust};
 use kite_proto::{exit, parse_answer, Call, FrameError, LineBuffer, WireError};
-use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -166,30 +165,10 @@ impl Client {
             path: path.to_path_buf(),
             why: unreachable(e),
         };
-        let addr = SocketAddrUnix::new(path).map_err(|e| fail(e.into()))?;
-        let fd = sock::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| fail(e.into()))?;
-        // On Linux a blocking AF_UNIX connect waits for room in the listener's backlog for at
-        // most SO_SNDTIMEO, so this also bounds the connect itself.
-        sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Send, Some(TIMEOUT))
-            .map_err(|e| fail(e.into()))?;
-        sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Recv, Some(TIMEOUT))
-            .map_err(|e| fail(e.into()))?;
-        loop {
-            match sock::connect(&fd, &addr) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(fail(e.into())),
-            }
-        }
-        socket_trust::check_peer(&fd, path).map_err(ClientError::Untrusted)?;
+        let stream = kite_proto::socket_path::connect_bounded(path, TIMEOUT).map_err(fail)?;
+        socket_trust::check_peer(&stream, path).map_err(ClientError::Untrusted)?;
         Ok(Client {
-            stream: UnixStream::from(fd),
+            stream,
             path: path.to_path_buf(),
             frames: LineBuffer::new(),
             timeout: Some(TIMEOUT),

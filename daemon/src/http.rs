@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Request headers beyond this are answered 431: real browsers send 1-2 KiB.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -33,57 +33,61 @@ const MAX_CONNECTIONS: usize = 256;
 
 pub type Body = Full<Bytes>;
 
-/// Serves HTTP on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, session: Session, shutdown: CancellationToken) {
-    let local = listener
-        .local_addr()
-        .expect("bound listener has an address");
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("HTTP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
-        };
+/// Serves HTTP on `listener` until `shutdown`; each connection runs on its own task of `tasks`.
+pub async fn serve(
+    listener: TcpListener,
+    session: Session,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let Ok(local) = listener.local_addr() else {
+        tracing::error!("the HTTP listener has no address; not serving HTTP");
+        return;
+    };
+    let stop = shutdown.clone();
+    crate::accept::run(
+        listener,
+        "HTTP",
+        MAX_CONNECTIONS,
+        tasks,
+        stop,
+        move |(stream, peer)| {
+            let caller = Caller::new(stream.local_addr().unwrap_or(local), peer);
+            serve_connection(stream, local, caller, session.clone(), shutdown.clone())
+        },
+    )
+    .await;
+}
+
+/// One keep-alive connection. A stop lets the request in flight finish (an exchange may have
+/// used up its request token at Kite already) and closes the connection after it.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    local: SocketAddr,
+    caller: Caller,
+    session: Session,
+    shutdown: CancellationToken,
+) {
+    let caller = Arc::new(caller);
+    let service = hyper::service::service_fn(move |request| {
         let session = session.clone();
-        let shutdown = shutdown.clone();
-        let caller = Arc::new(Caller::new(stream.local_addr().unwrap_or(local), peer));
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let session = session.clone();
-                let caller = caller.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        route(&session, local, &caller, request).await,
-                    )
-                }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .keep_alive(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
-                }
-            }
-            drop(permit);
-        });
+        let caller = caller.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(&session, local, &caller, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 use crate::connection::Connection;
 use crate::session::Session;
 use interprocess::local_socket::tokio::{Listener, Stream};
-use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
@@ -12,10 +11,9 @@ use kite_proto::message::{Ack, GetToken};
 use kite_proto::{answer_line, ErrorKind, Request, WireError};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Concurrent connections served; more are closed at once. Trading programs open one each;
 /// a thousand is far beyond real use and keeps a runaway client from exhausting descriptors.
@@ -74,45 +72,36 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     Ok(listener)
 }
 
-/// Whether a daemon answers on `path` (a connect is enough).
+/// Whether a daemon answers on `path`. A connect is enough; one that stays queued for
+/// [`PROBE_TIMEOUT`] means a live daemon too busy to accept, whose socket must not be removed.
 fn probe_alive(path: &Path) -> bool {
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(stream) => {
-            let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
-            true
-        }
-        Err(_) => false,
+    match kite_proto::socket_path::connect_bounded(path, PROBE_TIMEOUT) {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.raw_os_error().map(rustix::io::Errno::from_raw_os_error),
+            Some(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT)
+        ),
     }
 }
 
-/// Accepts connections until `shutdown`; each is served on its own task.
-pub async fn serve(listener: Listener, session: Session, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// Accepts connections until `shutdown`; each is served on its own task of `tasks`.
+pub async fn serve(
+    listener: Listener,
+    session: Session,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let my_uid = rustix::process::geteuid().as_raw();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tracing::warn!("socket accept failed: {e}");
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("too many connections ({MAX_CONNECTIONS}); closing a new one");
-            continue;
-        };
-        let session = session.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, session, shutdown, my_uid).await;
-            drop(permit);
-        });
-    }
+    let stop = shutdown.clone();
+    crate::accept::run(
+        listener,
+        "socket",
+        MAX_CONNECTIONS,
+        tasks,
+        stop,
+        move |stream| serve_connection(stream, session.clone(), shutdown.clone(), my_uid),
+    )
+    .await;
 }
 
 async fn serve_connection(
@@ -158,13 +147,17 @@ async fn serve_connection(
             }
         };
         // A client that gives up on a long `get_token` wait (Ctrl-C, a timeout) must not keep
-        // its connection slot until the wait ends. Nothing else is cancelled: an exchange in
-        // flight may already have used up the single-use request token at Kite.
+        // its connection slot until the wait ends, and a stopping daemon answers the wait at
+        // once (as if none had been asked for) rather than hang up on it. Nothing else is cut
+        // short, not even by a stop: an exchange in flight may already have used up the
+        // single-use request token at Kite, and its token must be stored and announced.
         let may_block = matches!(request, Request::GetToken(GetToken { wait_secs: Some(_) }));
         let answer = tokio::select! {
-            _ = shutdown.cancelled() => return,
             answer = crate::requests::answer(&session, request.clone()) => answer,
             _ = connection.hung_up(), if may_block => return,
+            _ = shutdown.cancelled(), if may_block => {
+                crate::requests::answer(&session, GetToken { wait_secs: None }.into()).await
+            }
         };
         if connection.write_line(&answer).await.is_err() {
             return;
@@ -209,5 +202,62 @@ async fn stream_events(
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::mpsc;
+
+    /// `bind` on its own thread, with its answer or `None` when it did not finish in `within`.
+    fn bind_within(path: &Path, within: Duration) -> Option<Result<(), String>> {
+        let (tx, rx) = mpsc::channel();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let result =
+                runtime.block_on(async { bind(&path).map(drop).map_err(|e| e.to_string()) });
+            let _ = tx.send(result);
+        });
+        rx.recv_timeout(within).ok()
+    }
+
+    /// Connects until the listener's backlog is full (nobody accepts); keeps the clients.
+    fn fill_backlog(path: &Path) -> Vec<UnixStream> {
+        let mut queued = Vec::new();
+        while let Ok(stream) =
+            kite_proto::socket_path::connect_bounded(path, Duration::from_millis(20))
+        {
+            queued.push(stream);
+            assert!(queued.len() < 100_000, "the backlog never filled");
+        }
+        queued
+    }
+
+    #[test]
+    fn a_live_daemon_too_busy_to_accept_keeps_its_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let _queued = fill_backlog(&path);
+        let answer = bind_within(&path, Duration::from_secs(5))
+            .expect("the probe of a busy socket must give up in bounded time");
+        let err = answer.unwrap_err();
+        assert!(err.contains("already listening"), "{err}");
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stale.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        let answer = bind_within(&path, Duration::from_secs(5)).expect("bind finishes");
+        assert_eq!(answer, Ok(()));
     }
 }

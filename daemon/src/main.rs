@@ -1,10 +1,11 @@
 //! kited: keeps a Zerodha Kite Connect access token alive and hands it to local programs.
 
+mod accept;
 mod alarm;
+mod check_config;
 mod clock;
 mod config;
 mod connection;
-mod daemon;
 mod events;
 #[cfg(test)]
 mod fixture;
@@ -13,7 +14,9 @@ mod http;
 mod http_trust;
 mod ipc;
 mod kite;
+mod lifecycle;
 mod log_writer;
+mod logging;
 mod login_link;
 mod notify;
 mod page;
@@ -26,6 +29,7 @@ mod settings;
 mod socket_file;
 mod store;
 mod store_health;
+mod systemd;
 mod ticket;
 mod token;
 
@@ -100,8 +104,8 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
     };
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => daemon::run(flags),
-        Command::CheckConfig => daemon::check_config(&flags),
+        Command::Run => lifecycle::run(flags),
+        Command::CheckConfig => check_config::run(&flags),
     };
     match result {
         Ok(code) => code,
@@ -113,7 +117,7 @@ fn main() -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(": ");
             // Under systemd the line is marked as an error for the journal (`journalctl -p err`).
-            let priority = if daemon::stderr_is_journal() {
+            let priority = if logging::stderr_is_journal() {
                 "<3>"
             } else {
                 ""

@@ -49,6 +49,34 @@ pub fn socket_path(explicit: Option<&Path>, profile: &str) -> PathBuf {
     }
 }
 
+/// Connects to the Unix socket at `path`, giving up after `timeout` when the listener's
+/// backlog stays full (a live but stuck daemon). Reads and writes on the stream time out after
+/// `timeout` too. A plain `UnixStream::connect` would wait for room in the backlog for ever.
+pub fn connect_bounded(
+    path: &Path,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path)?;
+    let fd = sock::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // On Linux a blocking AF_UNIX connect waits for room in the listener's backlog for at most
+    // SO_SNDTIMEO, so this also bounds the connect itself.
+    sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Send, Some(timeout))?;
+    sock::sockopt::set_socket_timeout(&fd, sock::sockopt::Timeout::Recv, Some(timeout))?;
+    loop {
+        match sock::connect(&fd, &addr) {
+            Ok(()) => return Ok(fd.into()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +96,40 @@ mod tests {
         for bad in ["", "../x", "a/b", ".hidden", "x y"] {
             assert!(validate_profile(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A listener whose backlog is full: one pending connection fills a backlog of 0, and
+    /// nobody accepts. Returns the listener (keep it alive) and the waiting client.
+    fn stuck_listener(path: &Path) -> (rustix::fd::OwnedFd, std::os::unix::net::UnixStream) {
+        use rustix::net::{self as sock, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let fd = sock::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        sock::bind(&fd, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        sock::listen(&fd, 0).unwrap();
+        let first = connect_bounded(path, std::time::Duration::from_secs(1)).unwrap();
+        (fd, first)
+    }
+
+    #[test]
+    fn connecting_to_a_stuck_listener_gives_up_in_time() {
+        let dir = std::env::temp_dir().join(format!("kite-proto-connect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stuck.sock");
+        let (_listener, _first) = stuck_listener(&path);
+        let started = std::time::Instant::now();
+        let err = connect_bounded(&path, std::time::Duration::from_millis(200)).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err.raw_os_error(), Some(libc_eagain) if libc_eagain == rustix::io::Errno::AGAIN.raw_os_error()),
+            "{err}"
+        );
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,0 +1,74 @@
+//! The accept loop both servers share: take connections until shutdown, serve each on its own
+//! task of the daemon's task tracker (so a stop waits for the requests in flight), at most a
+//! fixed number at once.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// After a failed accept (out of descriptors, say), wait this long instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A listening socket the loop can take connections from.
+pub trait Listen {
+    type Connection: Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send;
+}
+
+impl Listen for tokio::net::TcpListener {
+    type Connection = (tokio::net::TcpStream, std::net::SocketAddr);
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
+        tokio::net::TcpListener::accept(self)
+    }
+}
+
+impl Listen for interprocess::local_socket::tokio::Listener {
+    type Connection = interprocess::local_socket::tokio::Stream;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
+        interprocess::local_socket::traits::tokio::Listener::accept(self)
+    }
+}
+
+/// Accepts on `listener` until `shutdown`, running `serve` for each connection on `tasks`.
+/// Beyond `max` connections at once, new ones are closed at once. `what` names the server in
+/// the log.
+pub async fn run<L, S, F>(
+    listener: L,
+    what: &'static str,
+    max: usize,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    mut serve: S,
+) where
+    L: Listen,
+    S: FnMut(L::Connection) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max));
+    loop {
+        let connection = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::warn!("{what}: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("{what}: too many connections ({max}); closing a new one");
+            continue;
+        };
+        let served = serve(connection);
+        tasks.spawn(async move {
+            served.await;
+            drop(slot);
+        });
+    }
+}
