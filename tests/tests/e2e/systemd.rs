@@ -468,6 +468,76 @@ fn sighup_moves_the_callback_url_to_a_new_public_url() {
     );
 }
 
+/// Sends `ping` and `request` in one write on a fresh connection and reads the pong: once it
+/// is read, kited has taken `request` too and is working on it. Returns the connection.
+fn request_in_flight(
+    daemon: &Daemon,
+    request: &Value,
+) -> std::io::BufReader<std::os::unix::net::UnixStream> {
+    use std::io::{BufRead, Write};
+    let stream = daemon.connect_ipc();
+    let lines = format!("{}\n{request}\n", json!({"op": "ping"}));
+    (&stream).write_all(lines.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut pong = String::new();
+    reader.read_line(&mut pong).unwrap();
+    assert!(pong.contains("\"version\""), "{pong}");
+    reader
+}
+
+/// The next answer line on `reader`, parsed; panics on EOF (kited hung up without answering).
+fn answer_on(reader: &mut std::io::BufReader<std::os::unix::net::UnixStream>) -> Value {
+    use std::io::BufRead;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(!line.is_empty(), "kited hung up without answering");
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn a_stop_answers_a_waiting_get_token_instead_of_hanging_up() {
+    let sim = sim();
+    let mut daemon = Daemon::builder(&sim).config_toml(QUIET).start();
+    let mut waiting = request_in_flight(&daemon, &json!({"op": "get_token", "wait_secs": 60}));
+    let started = Instant::now();
+    daemon.signal(Signal::TERM);
+    let answer = answer_on(&mut waiting);
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["kind"], "login_required", "{answer}");
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("kited stops");
+    assert!(exit.success(), "{exit}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait held up the stop for {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_stop_lets_an_exchange_in_flight_finish_and_answer() {
+    let sim = sim();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(&format!("{QUIET}[kite]\ntimeout = \"2s\"\n"))
+        .start();
+    sim.set_fault(1, kite_tests::Fault::Hang);
+    let request = json!({"op": "exchange", "request_token": sim.issue_request_token()});
+    let mut exchanging = request_in_flight(&daemon, &request);
+    eventually(Duration::from_secs(5), "the exchange to reach Kite", || {
+        !sim.calls_to("POST", "/session/token").is_empty()
+    });
+    daemon.signal(Signal::TERM);
+    // kited waits for Kite (kite.timeout) rather than hang up on a request in flight.
+    let answer = answer_on(&mut exchanging);
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["kind"], "kite_timeout", "{answer}");
+    let exit = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("kited stops after the exchange");
+    assert!(exit.success(), "{exit}");
+}
+
 /// `kited ARGS` with a clean environment rooted at `home` (XDG dirs below it).
 fn kited_in(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin("kited"));
