@@ -6,8 +6,8 @@
 //! proof, and another local user can read one from `ps` the moment it is typed on a command
 //! line, so exchanging one (`POST /api/token/generate-access-token`) is kited's own user's alone.
 
-use crate::http::{detail, Body};
 use crate::peer_uid::Caller;
+use crate::reply::{detail, Body};
 use crate::session::Session;
 use hyper::{Response, StatusCode};
 use kite_proto::TokenStatus;

@@ -22,7 +22,9 @@ mod notify;
 mod page;
 mod peer_uid;
 mod public;
+mod reply;
 mod requests;
+mod routes;
 mod schedule;
 mod session;
 mod settings;
@@ -32,6 +34,7 @@ mod store_health;
 mod systemd;
 mod ticket;
 mod token;
+mod token_api;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -28,6 +28,15 @@ impl Caller {
         }
     }
 
+    /// A caller whose user is already known, for tests of the routes without a connection.
+    #[cfg(test)]
+    pub fn known(own_user: bool) -> Caller {
+        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let caller = Caller::new(loopback(8079), loopback(40000));
+        let _ = caller.own_user.set(own_user);
+        caller
+    }
+
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }

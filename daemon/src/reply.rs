@@ -1,0 +1,38 @@
+//! Building HTTP answers: JSON bodies, the seed's `{"detail": ...}` errors, and the status for
+//! a failed session operation (from the one table in `kite_proto`).
+
+use crate::session::SessionError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+
+/// Every answer kited sends is whole: small pages, scripts and JSON.
+pub type Body = Full<Bytes>;
+
+/// The HTTP status for a failed session operation, from the one table in `kite_proto`.
+pub fn error_status(error: &SessionError) -> StatusCode {
+    StatusCode::from_u16(error.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// An error answer in the seed's shape: `{"detail": "..."}`.
+pub fn detail(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({"detail": message}))
+}

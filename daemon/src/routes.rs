@@ -1,0 +1,472 @@
+//! HTTP routing on a plain request value: [`route`] takes a parsed [`HttpRequest`] (its body
+//! already read, within bounds) and returns the whole answer, so every route is testable without
+//! a socket. The checks every route shares live here: the Host (DNS rebinding, the public host's
+//! few routes), CORS and the origin of POSTs.
+
+use crate::page;
+use crate::peer_uid::Caller;
+use crate::public::{self, HostKind};
+use crate::reply::{detail, json_response, Body};
+use crate::session::Session;
+use crate::token_api;
+use bytes::Bytes;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One request as the routes see it.
+pub struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    /// The raw query string ("" when absent).
+    pub query: String,
+    pub headers: HeaderMap,
+    /// The body of a POST, read whole before routing; why it could not be, otherwise.
+    pub body: Result<Bytes, BodyError>,
+    /// The listener's own address (what `Host` must name on loopback).
+    pub local: SocketAddr,
+    pub caller: Arc<Caller>,
+}
+
+/// Why a request's body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the size limit (declared or sent).
+    TooLarge,
+    /// Not sent within the read timeout.
+    TooSlow,
+    /// The connection broke while sending it.
+    Unreadable,
+}
+
+impl BodyError {
+    /// The answer for a route that needed the body.
+    pub fn response(self) -> Response<Body> {
+        match self {
+            BodyError::TooLarge => detail(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            BodyError::TooSlow => detail(StatusCode::REQUEST_TIMEOUT, "request body took too long"),
+            BodyError::Unreadable => {
+                detail(StatusCode::BAD_REQUEST, "could not read the request body")
+            }
+        }
+    }
+}
+
+/// Dispatches one request after the checks every route shares.
+pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
+    let config = session.config();
+    let host = host_kind(&request.headers, request.local, config.public_url.as_ref());
+    if host == HostKind::Foreign {
+        return detail(StatusCode::MISDIRECTED_REQUEST, "unexpected Host header");
+    }
+    if host == HostKind::Public
+        && !public::reaches_public(&request.method, &request.path, config.postbacks)
+    {
+        return detail(StatusCode::NOT_FOUND, "not found");
+    }
+    // The public host is reached through the TLS proxy: its pages' origin is https://HOST.
+    let scheme = match (&config.public_url, host) {
+        (Some(public), HostKind::Public) => public.scheme(),
+        _ => "http",
+    };
+    let origin = request
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let cors_origin = origin
+        .as_deref()
+        .filter(|o| config.allowed_origins.iter().any(|allowed| allowed == o))
+        .map(str::to_string);
+    let same_origin = origin
+        .as_deref()
+        .is_some_and(|o| is_same_origin(o, scheme, &request.headers));
+
+    let mut response = if request.method == Method::OPTIONS {
+        preflight(cors_origin.is_some(), &request.headers)
+    } else if request.method == Method::POST
+        && origin.is_some()
+        && !same_origin
+        && cors_origin.is_none()
+        && request.path != "/kite/postback"
+    {
+        detail(
+            StatusCode::FORBIDDEN,
+            "origin not allowed (http.allowed_origins)",
+        )
+    } else {
+        dispatch(session, host, &request).await
+    };
+    if let Some(origin) = cors_origin {
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        }
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// The route table.
+async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> Response<Body> {
+    let caller = &request.caller;
+    match (&request.method, request.path.as_str()) {
+        (&Method::GET, "/healthz") => match session.store().failing() {
+            None => json_response(StatusCode::OK, &json!({"ok": true})),
+            Some(why) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"ok": false, "detail": why}),
+            ),
+        },
+        (&Method::GET, "/auth/callback") => {
+            token_api::callback(session, &request.query, host).await
+        }
+        (&Method::GET, "/login") => crate::login_link::serve(session, host, &request.query),
+        (&Method::GET, "/api/token/status") => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(crate::http_trust::status_for(session, caller))
+                .expect("status serializes"),
+        ),
+        (&Method::GET, "/api/token/callback-url") => json_response(
+            StatusCode::OK,
+            &json!({"callback_url": session.callback_url()}),
+        ),
+        (&Method::GET, "/api/token/refresh-info") => token_api::refresh_info(session),
+        (&Method::POST, "/api/token/generate-access-token") => {
+            match crate::http_trust::exchange_refusal(session, caller) {
+                None => token_api::generate(session, request).await,
+                Some(refusal) => refusal,
+            }
+        }
+        (&Method::POST, "/kite/postback") if session.config().postbacks => {
+            token_api::postback(session, request)
+        }
+        (&Method::GET, "/") => page::asset(page::Asset::Index),
+        (&Method::GET, "/static/app.js") => page::asset(page::Asset::AppJs),
+        (&Method::GET, "/static/app.css") => page::asset(page::Asset::AppCss),
+        (&Method::GET, "/static/kite-token-flow.js") => page::asset(page::Asset::FlowJs),
+        (&Method::GET, "/static/icon.svg" | "/favicon.ico") => page::asset(page::Asset::Icon),
+        (
+            _,
+            "/healthz"
+            | "/auth/callback"
+            | "/login"
+            | "/api/token/status"
+            | "/api/token/callback-url"
+            | "/api/token/refresh-info"
+            | "/api/token/generate-access-token"
+            | "/",
+        ) => detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => detail(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// DNS-rebinding guard: `Host` must name this server exactly (loopback or the public host).
+fn host_kind(
+    headers: &HeaderMap,
+    local: SocketAddr,
+    public_url: Option<&public::PublicUrl>,
+) -> HostKind {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    public::classify(host, local.port(), &local.to_string(), public_url)
+}
+
+fn is_same_origin(origin: &str, scheme: &str, headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin == format!("{scheme}://{host}")
+}
+
+fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
+    if !allowed {
+        return detail(
+            StatusCode::FORBIDDEN,
+            "origin not allowed (http.allowed_origins)",
+        );
+    }
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let out = response.headers_mut();
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    if headers.contains_key("access-control-request-private-network") {
+        out.insert(
+            "access-control-allow-private-network",
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{self, ACCESS_TOKEN};
+    use serde_json::Value;
+
+    const MORNING: &str = "2026-11-23 10:00:00";
+    const EXPIRES: &str = "2026-11-24T06:00:00+05:30";
+    const HOST: &str = "127.0.0.1:8079";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    /// A request from kited's own user (or not), with `Host: 127.0.0.1:8079`.
+    fn request(method: Method, target: &str, own_user: bool) -> HttpRequest {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        HttpRequest {
+            method,
+            path: path.into(),
+            query: query.into(),
+            headers: headers(&[("host", HOST)]),
+            body: Ok(Bytes::new()),
+            local: HOST.parse().unwrap(),
+            caller: Arc::new(Caller::known(own_user)),
+        }
+    }
+
+    fn get(target: &str) -> HttpRequest {
+        request(Method::GET, target, true)
+    }
+
+    /// A JSON POST of `body` from kited's own user.
+    fn post(target: &str, body: &str) -> HttpRequest {
+        let mut request = request(Method::POST, target, true);
+        request.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        request.body = Ok(Bytes::from(body.to_string()));
+        request
+    }
+
+    async fn answer(session: &Session, request: HttpRequest) -> (u16, Value) {
+        let response = route(session, request).await;
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn health_status_and_callback_url() {
+        let f = fixture::session(true, Some(fixture::token(EXPIRES)), MORNING);
+        assert_eq!(
+            answer(&f.session, get("/healthz")).await,
+            (200, json!({"ok": true}))
+        );
+        let (status, body) = answer(&f.session, get("/api/token/callback-url")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["callback_url"], "http://127.0.0.1:8079/auth/callback");
+        let (status, body) = answer(&f.session, get("/api/token/status")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["state"], "valid");
+        assert_eq!(body["user_id"], "AB1234");
+        assert!(!body.to_string().contains(ACCESS_TOKEN));
+        // Another local user sees the state, not whose account it is.
+        let (_, body) = answer(&f.session, request(Method::GET, "/api/token/status", false)).await;
+        assert_eq!(body["state"], "valid");
+        assert_eq!(body["user_id"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods() {
+        let f = fixture::session(true, None, MORNING);
+        assert_eq!(answer(&f.session, get("/nope")).await.0, 404);
+        assert_eq!(answer(&f.session, post("/healthz", "{}")).await.0, 405);
+        assert_eq!(
+            answer(&f.session, get("/api/token/generate-access-token"))
+                .await
+                .0,
+            405
+        );
+        let page = route(&f.session, get("/")).await;
+        assert_eq!(page.status(), 200);
+        assert!(page.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+
+    #[tokio::test]
+    async fn the_host_must_name_this_server() {
+        let f = fixture::session_with(
+            true,
+            None,
+            MORNING,
+            &[("KITED_PUBLIC_URL", "https://kite.example.com")],
+        );
+        let with_host = |host: &str, target: &str| {
+            let mut request = get(target);
+            request
+                .headers
+                .insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            request
+        };
+        assert_eq!(
+            answer(&f.session, with_host("evil.example", "/healthz"))
+                .await
+                .0,
+            421
+        );
+        assert_eq!(
+            answer(&f.session, with_host("localhost:8079", "/healthz"))
+                .await
+                .0,
+            200
+        );
+        // The public host reaches the callback's few routes, not the API.
+        let public = "kite.example.com";
+        assert_eq!(
+            answer(&f.session, with_host(public, "/healthz")).await.0,
+            200
+        );
+        assert_eq!(
+            answer(&f.session, with_host(public, "/api/token/status"))
+                .await
+                .0,
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn generate_checks_everything_before_kite() {
+        let f = fixture::session(true, None, MORNING);
+        let path = "/api/token/generate-access-token";
+        let detail_of = |(status, body): (u16, Value)| {
+            (status, body["detail"].as_str().unwrap_or("").to_string())
+        };
+        let mut plain = post(path, "{}");
+        plain.headers.remove(header::CONTENT_TYPE);
+        assert_eq!(answer(&f.session, plain).await.0, 415);
+        let mut big = post(path, "");
+        big.body = Err(BodyError::TooLarge);
+        assert_eq!(answer(&f.session, big).await.0, 413);
+        let mut slow = post(path, "");
+        slow.body = Err(BodyError::TooSlow);
+        assert_eq!(answer(&f.session, slow).await.0, 408);
+        for (body, why) in [
+            ("[1,", "not valid JSON"),
+            ("{}", "request_token is required"),
+            (r#"{"request_token":" "}"#, "request_token is empty"),
+            (r#"{"request_token":7}"#, "must be a string"),
+            (r#"{"request_token":"<script>"}"#, "letters and digits"),
+        ] {
+            let (status, detail) = detail_of(answer(&f.session, post(path, body)).await);
+            assert_eq!(status, 400, "{body}");
+            assert!(
+                detail.starts_with("Failed to generate access token: ") && detail.contains(why),
+                "{body}: {detail}"
+            );
+        }
+        // Only kited's own user may trade a bare request token.
+        let mut stranger = post(path, r#"{"request_token":"abc"}"#);
+        stranger.caller = Arc::new(Caller::known(false));
+        assert_eq!(answer(&f.session, stranger).await.0, 403);
+        // Not configured: the table says 503.
+        let unconfigured = fixture::session(false, None, MORNING);
+        let (status, _) = answer(
+            &unconfigured.session,
+            post(path, r#"{"request_token":"abc"}"#),
+        )
+        .await;
+        assert_eq!(status, 503);
+    }
+
+    #[tokio::test]
+    async fn cross_origin_posts_and_preflights_are_refused() {
+        let f = fixture::session(true, None, MORNING);
+        let mut request = post(
+            "/api/token/generate-access-token",
+            r#"{"request_token":"abc"}"#,
+        );
+        request.headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        let (status, body) = answer(&f.session, request).await;
+        assert_eq!(status, 403);
+        assert!(body["detail"].as_str().unwrap().contains("origin"));
+        let mut preflight = request_with_origin(Method::OPTIONS, "http://evil.example");
+        preflight.path = "/api/token/status".into();
+        assert_eq!(answer(&f.session, preflight).await.0, 403);
+    }
+
+    fn request_with_origin(method: Method, origin: &'static str) -> HttpRequest {
+        let mut request = request(method, "/", true);
+        request
+            .headers
+            .insert(header::ORIGIN, HeaderValue::from_static(origin));
+        request
+    }
+
+    #[tokio::test]
+    async fn refresh_info_and_a_cancelled_callback() {
+        let f = fixture::session(true, None, MORNING);
+        let response = route(&f.session, get("/api/token/refresh-info")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let (_, body) = answer(&f.session, get("/api/token/refresh-info")).await;
+        assert!(body["login_url"]
+            .as_str()
+            .unwrap()
+            .contains("redirect_params=state"));
+        assert_eq!(body["callback_url"], "http://127.0.0.1:8079/auth/callback");
+        let page = route(&f.session, get("/auth/callback?status=cancelled")).await;
+        assert_eq!(page.status(), 400);
+        let unconfigured = fixture::session(false, None, MORNING);
+        assert_eq!(
+            answer(&unconfigured.session, get("/api/token/refresh-info"))
+                .await
+                .0,
+            503
+        );
+    }
+
+    #[test]
+    fn host_check() {
+        let local: SocketAddr = "127.0.0.1:8079".parse().unwrap();
+        let kind = |host: &str, public: Option<&str>| {
+            let public = public.map(|p| public::PublicUrl::parse(p).unwrap());
+            host_kind(&headers(&[("host", host)]), local, public.as_ref())
+        };
+        for good in ["127.0.0.1:8079", "localhost:8079"] {
+            assert_eq!(kind(good, None), HostKind::Loopback, "{good}");
+        }
+        for bad in [
+            "evil.com",
+            "evil.com:8079",
+            "127.0.0.1:80",
+            "localhost",
+            "127.0.0.1.evil.com:8079",
+        ] {
+            assert_eq!(kind(bad, None), HostKind::Foreign, "{bad}");
+        }
+        assert_eq!(host_kind(&HeaderMap::new(), local, None), HostKind::Foreign);
+        assert_eq!(
+            kind("kite.example.net", Some("https://kite.example.net")),
+            HostKind::Public
+        );
+    }
+}
