@@ -1,28 +1,34 @@
-//! A small W3C WebDriver client for headless Debian Chromium, spoken with the blocking
-//! [`http_client`](crate::http_client): enough to load pages, find elements by CSS selector,
-//! click, type, run scripts, read the console and save screenshots.
+//! Headless Debian Chromium for the browser tests, driven through chromedriver with the
+//! maintained `fantoccini` WebDriver client behind a small blocking API: load pages, find
+//! elements by CSS selector, click, type, run scripts, read the console, save screenshots.
 //!
 //! [`Browser::launch`] starts `/usr/bin/chromedriver --port=N` in its own process group and
 //! opens a session on `/usr/bin/chromium --headless=new` with a throwaway profile. Dropping the
-//! [`Browser`] deletes the session and kills that process group, so no browser outlives a test.
+//! [`Browser`] closes the session and kills that process group, so no browser outlives a test.
 //!
-//! When Chromium or chromedriver is missing, [`Browser::launch`] panics with the packages to
-//! install, unless `KITED_SKIP_BROWSER=1` is set, in which case it returns `None`.
-//! `KITED_CHROMEDRIVER` and `KITED_CHROMIUM` override the two paths; `KITED_BROWSER_ARTIFACTS`
-//! overrides where screenshots go (default `target/browser-artifacts`).
+//! [`missing`] says whether the two programs are there, so a test runner can report the browser
+//! tests as skipped (with [`INSTALL_HINT`]) instead of running them. `KITED_CHROMEDRIVER` and
+//! `KITED_CHROMIUM` override the two paths; `KITED_BROWSER_ARTIFACTS` overrides where
+//! screenshots go (default `target/browser-artifacts`).
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::harness::{free_port, POLL_INTERVAL};
 use crate::http_client;
 
-/// The W3C name of an element reference in JSON.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// The Debian packages the browser tests need.
+pub const INSTALL_HINT: &str = "apt-get install chromium chromium-driver";
 /// How long chromedriver may take to answer `/status` with `ready: true`.
 const DRIVER_DEADLINE: Duration = Duration::from_secs(15);
 /// How long creating a session (starting Chromium) may take.
@@ -30,26 +36,8 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 /// Any other command (page loads are capped at [`PAGE_LOAD`] by the session itself).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const PAGE_LOAD: Duration = Duration::from_secs(20);
-
-/// What a WebDriver command answered instead of success.
-#[derive(Debug, Clone)]
-pub struct WdError {
-    /// The HTTP status (0 when the request itself failed).
-    pub status: u16,
-    /// The W3C error code, e.g. `no such element`.
-    pub error: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for WdError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "WebDriver {} {}: {}",
-            self.status, self.error, self.message
-        )
-    }
-}
+/// Attempts at starting chromedriver and a session: a loaded machine sometimes loses the first.
+const LAUNCH_ATTEMPTS: u32 = 3;
 
 /// One browser console entry (`goog:loggingPrefs`).
 #[derive(Debug, Clone)]
@@ -59,22 +47,34 @@ pub struct LogEntry {
     pub message: String,
 }
 
-/// A headless Chromium session driven through chromedriver. See the module docs.
-pub struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    name: String,
-    artifacts: PathBuf,
-    // Last, so it is removed after Chromium is gone. Holds `profile/` and `chromedriver.log`.
-    _dir: tempfile::TempDir,
-}
-
 fn env_path(var: &str, default: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(default),
     }
+}
+
+fn chromedriver_path() -> PathBuf {
+    env_path("KITED_CHROMEDRIVER", "/usr/bin/chromedriver")
+}
+
+fn chromium_path() -> PathBuf {
+    env_path("KITED_CHROMIUM", "/usr/bin/chromium")
+}
+
+/// The browser programs that are not installed (empty when the browser tests can run).
+pub fn missing() -> Vec<PathBuf> {
+    [chromedriver_path(), chromium_path()]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .collect()
+}
+
+/// Whether a missing browser must fail the browser tests rather than skip them: in CI
+/// (`CI=true`) and whenever `KITED_REQUIRE_BROWSER=1`.
+pub fn browser_required() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("KITED_REQUIRE_BROWSER").as_deref() == Ok("1")
 }
 
 /// Where screenshots go: `$KITED_BROWSER_ARTIFACTS`, else `<cargo target dir>/browser-artifacts`
@@ -90,50 +90,53 @@ pub fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("kited-browser-artifacts"))
 }
 
+/// A headless Chromium session driven through chromedriver. See the module docs.
+pub struct Browser {
+    /// fantoccini is async; this runtime runs each command to completion for the blocking API.
+    runtime: tokio::runtime::Runtime,
+    client: Option<Client>,
+    driver: Child,
+    name: String,
+    artifacts: PathBuf,
+    // Last, so it is removed after Chromium is gone. Holds the profiles and chromedriver logs.
+    _dir: tempfile::TempDir,
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium session; `name` prefixes the screenshots.
-    /// `None` only when the browser is missing and `KITED_SKIP_BROWSER=1`.
-    pub fn launch(name: &str) -> Option<Browser> {
-        let driver_path = env_path("KITED_CHROMEDRIVER", "/usr/bin/chromedriver");
-        let chromium = env_path("KITED_CHROMIUM", "/usr/bin/chromium");
-        let missing: Vec<String> = [&driver_path, &chromium]
-            .iter()
-            .filter(|p| !p.is_file())
-            .map(|p| p.display().to_string())
-            .collect();
+    /// Panics with [`INSTALL_HINT`] when the browser is not installed.
+    pub fn launch(name: &str) -> Browser {
+        let missing = missing();
         if !missing.is_empty() {
-            if std::env::var("KITED_SKIP_BROWSER").as_deref() == Ok("1") {
-                eprintln!(
-                    "SKIPPED browser test {name}: {} missing and KITED_SKIP_BROWSER=1",
-                    missing.join(", ")
-                );
-                return None;
-            }
+            let names: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
             panic!(
                 "the browser tests need headless Chromium, but {} is missing: install it with \
-                 `apt-get install -y chromium chromium-driver` (or set KITED_SKIP_BROWSER=1 to \
-                 skip these tests)",
-                missing.join(" and ")
+                 `{INSTALL_HINT}`",
+                names.join(" and ")
             );
         }
-        let profile = tempfile::Builder::new()
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("cannot build a tokio runtime");
+        let dir = tempfile::Builder::new()
             .prefix("kited-chromium-")
             .tempdir()
             .expect("cannot create a Chromium profile dir");
         let mut last_error = String::new();
-        for attempt in 0..3 {
-            match Self::try_launch(name, &driver_path, &chromium, profile.path(), attempt) {
-                Ok((driver, base, session)) => {
+        for attempt in 0..LAUNCH_ATTEMPTS {
+            match start_session(&runtime, dir.path(), attempt) {
+                Ok((driver, client)) => {
                     let artifacts = artifacts_dir();
                     let _ = fs::create_dir_all(&artifacts);
-                    return Some(Browser {
+                    return Browser {
+                        runtime,
+                        client: Some(client),
                         driver,
-                        base,
-                        session,
                         name: name.to_string(),
                         artifacts,
-                        _dir: profile,
-                    });
+                        _dir: dir,
+                    };
                 }
                 Err(e) => last_error = e,
             }
@@ -141,152 +144,46 @@ impl Browser {
         panic!("cannot start headless Chromium through chromedriver: {last_error}");
     }
 
-    fn try_launch(
-        name: &str,
-        driver_path: &Path,
-        chromium: &Path,
-        dir: &Path,
-        attempt: u32,
-    ) -> Result<(Child, String, String), String> {
-        let port = free_port();
-        let log = dir.join(format!("chromedriver-{attempt}.log"));
-        let profile = dir.join(format!("profile-{attempt}"));
-        let log_file = fs::File::create(&log).map_err(|e| format!("chromedriver log: {e}"))?;
-        let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
-        let mut command = Command::new(driver_path);
-        command
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log_file))
-            .stderr(Stdio::from(err_file));
-        // Its own process group, so Drop can take Chromium down with it.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut driver = command
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", driver_path.display()))?;
-        let base = format!("http://127.0.0.1:{port}");
-        let kill = |driver: &mut Child, why: String| {
-            kill_group(driver);
-            let log = fs::read_to_string(&log).unwrap_or_default();
-            Err(format!("{why}; chromedriver log:\n{log}"))
-        };
-        let deadline = Instant::now() + DRIVER_DEADLINE;
-        loop {
-            if let Ok(Some(status)) = driver.try_wait() {
-                return kill(&mut driver, format!("chromedriver exited ({status})"));
-            }
-            let ready = http_client::request_with_timeout(
-                "GET",
-                &format!("{base}/status"),
-                &[],
-                b"",
-                Duration::from_secs(2),
-            )
-            .ok()
-            .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
-            .is_some_and(|v| v["value"]["ready"] == json!(true));
-            if ready {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return kill(
-                    &mut driver,
-                    format!("chromedriver on port {port} not ready within {DRIVER_DEADLINE:?}"),
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "pageLoadStrategy": "normal",
-            "timeouts": {"implicit": 0, "pageLoad": PAGE_LOAD.as_millis() as u64, "script": 10_000},
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {
-                "binary": chromium.display().to_string(),
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--no-default-browser-check",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--disable-extensions",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        }}});
-        match command_at(
-            &base,
-            "POST",
-            "/session",
-            Some(&capabilities),
-            SESSION_TIMEOUT,
-        ) {
-            Ok(value) => match value["sessionId"].as_str() {
-                Some(session) => Ok((driver, base, session.to_string())),
-                None => kill(&mut driver, format!("no sessionId in {value} ({name})")),
-            },
-            Err(e) => kill(&mut driver, format!("cannot create a session: {e}")),
-        }
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("the session is open")
     }
 
-    /// Sends one command to this session (`path` relative to `/session/{id}`).
-    pub fn command(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, WdError> {
-        command_at(
-            &self.base,
-            method,
-            &format!("/session/{}{path}", self.session),
-            body,
-            COMMAND_TIMEOUT,
-        )
+    /// Runs one WebDriver command to completion, bounded by [`COMMAND_TIMEOUT`].
+    fn run<T>(&self, command: impl Future<Output = Result<T, CmdError>>) -> Result<T, CmdError> {
+        self.runtime.block_on(async {
+            tokio::time::timeout(COMMAND_TIMEOUT, command)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CmdError::Lost(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer from chromedriver within {COMMAND_TIMEOUT:?}"),
+                    )))
+                })
+        })
     }
 
-    fn must(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        self.command(method, path, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    fn must<T>(&self, what: &str, command: impl Future<Output = Result<T, CmdError>>) -> T {
+        self.run(command)
+            .unwrap_or_else(|e| panic!("WebDriver {what}: {e}"))
     }
 
     /// Navigates and waits for the load (`pageLoadStrategy: normal`).
     pub fn goto(&self, url: &str) {
-        self.must("POST", "/url", Some(&json!({ "url": url })));
+        self.must(&format!("goto {url}"), self.client().goto(url));
     }
 
     pub fn current_url(&self) -> String {
-        self.must("GET", "/url", None)
-            .as_str()
-            .unwrap_or_default()
+        self.must("current url", self.client().current_url())
             .to_string()
     }
 
-    /// The first element matching a CSS selector, as a WebDriver element id.
-    pub fn find(&self, css: &str) -> Result<String, WdError> {
-        let value = self.command(
-            "POST",
-            "/element",
-            Some(&json!({"using": "css selector", "value": css})),
-        )?;
-        value[ELEMENT_KEY]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| WdError {
-                status: 200,
-                error: "bad element reference".into(),
-                message: value.to_string(),
-            })
+    /// The first element matching a CSS selector.
+    pub fn find(&self, css: &str) -> Result<Element, CmdError> {
+        self.run(self.client().find(Locator::Css(css)))
     }
 
     /// [`find`](Self::find), panicking with the page's text when there is no such element.
-    pub fn element(&self, css: &str) -> String {
+    pub fn element(&self, css: &str) -> Element {
         self.find(css).unwrap_or_else(|e| {
             panic!(
                 "no element {css:?} on {}: {e}\npage text:\n{}",
@@ -297,69 +194,51 @@ impl Browser {
     }
 
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.must("POST", &format!("/element/{id}/click"), Some(&json!({})));
+        let element = self.element(css);
+        self.must(&format!("click {css}"), element.click());
     }
 
     /// Types `text` into an input (after clearing it).
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.must("POST", &format!("/element/{id}/clear"), Some(&json!({})));
-        self.must(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(&json!({ "text": text })),
-        );
+        let element = self.element(css);
+        self.must(&format!("clear {css}"), element.clear());
+        self.must(&format!("type into {css}"), element.send_keys(text));
     }
 
     /// The rendered text of an element ("" when it is hidden).
-    pub fn text(&self, css: &str) -> Result<String, WdError> {
-        let id = self.find(css)?;
-        Ok(self
-            .command("GET", &format!("/element/{id}/text"), None)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+    pub fn text(&self, css: &str) -> Result<String, CmdError> {
+        let element = self.find(css)?;
+        self.run(element.text())
     }
 
     /// Whether the element is rendered (not `hidden`, `display: none`, ...).
     pub fn displayed(&self, css: &str) -> bool {
-        let id = self.element(css);
-        self.must("GET", &format!("/element/{id}/displayed"), None) == json!(true)
+        let element = self.element(css);
+        self.must(&format!("displayed {css}"), element.is_displayed())
     }
 
     pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let id = self.find(css).ok()?;
-        self.command("GET", &format!("/element/{id}/attribute/{name}"), None)
-            .ok()?
-            .as_str()
-            .map(str::to_string)
+        let element = self.find(css).ok()?;
+        self.run(element.attr(name)).ok().flatten()
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns its value.
     pub fn js(&self, script: &str, args: &[Value]) -> Value {
-        self.must(
-            "POST",
-            "/execute/sync",
-            Some(&json!({"script": script, "args": args})),
-        )
+        self.must("execute", self.client().execute(script, args.to_vec()))
     }
 
     /// The whole page's visible text, for failure messages.
     pub fn page_text(&self) -> String {
-        self.command(
-            "POST",
-            "/execute/sync",
-            Some(&json!({"script": "return document.body ? document.body.innerText : ''", "args": []})),
-        )
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+        let script = "return document.body ? document.body.innerText : ''";
+        self.run(self.client().execute(script, Vec::new()))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// The console entries since the last call (Chromium clears them as they are read).
     pub fn console(&self) -> Vec<LogEntry> {
-        self.command("POST", "/se/log", Some(&json!({"type": "browser"})))
+        self.run(self.client().issue_cmd(BrowserLog))
             .ok()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()
@@ -426,26 +305,21 @@ impl Browser {
     /// Sets the window's outer size (e.g. 390x844 for a phone).
     pub fn set_window_size(&self, width: u32, height: u32) {
         self.must(
-            "POST",
-            "/window/rect",
-            Some(&json!({"width": width, "height": height})),
+            "set window size",
+            self.client().set_window_size(width, height),
         );
     }
 
     /// Saves a PNG of the viewport as `<artifacts>/<name>-<step>.png` and returns its path.
     pub fn screenshot(&self, step: &str) -> PathBuf {
         let path = self.artifacts.join(format!("{}-{step}.png", self.name));
-        match self.command("GET", "/screenshot", None) {
-            Ok(Value::String(data)) => match base64_decode(&data) {
-                Some(png) => {
-                    let _ = fs::create_dir_all(&self.artifacts);
-                    if let Err(e) = fs::write(&path, png) {
-                        eprintln!("cannot save {}: {e}", path.display());
-                    }
+        match self.run(self.client().screenshot()) {
+            Ok(png) => {
+                let _ = fs::create_dir_all(&self.artifacts);
+                if let Err(e) = fs::write(&path, png) {
+                    eprintln!("cannot save {}: {e}", path.display());
                 }
-                None => eprintln!("screenshot {step}: not base64"),
-            },
-            Ok(other) => eprintln!("screenshot {step}: unexpected {other}"),
+            }
             Err(e) => eprintln!("screenshot {step}: {e}"),
         }
         path
@@ -454,14 +328,125 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = command_at(
-            &self.base,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-            Duration::from_secs(10),
-        );
+        if let Some(client) = self.client.take() {
+            let _ = self.run(client.close());
+        }
         kill_group(&mut self.driver);
+    }
+}
+
+/// Chromedriver's log endpoint (`POST /session/{id}/se/log`), which W3C WebDriver lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// Starts chromedriver on a free port and opens a session on it.
+fn start_session(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    attempt: u32,
+) -> Result<(Child, Client), String> {
+    let driver_path = chromedriver_path();
+    let port = free_port();
+    let log = dir.join(format!("chromedriver-{attempt}.log"));
+    let profile = dir.join(format!("profile-{attempt}"));
+    let log_file = fs::File::create(&log).map_err(|e| format!("chromedriver log: {e}"))?;
+    let err_file = log_file.try_clone().map_err(|e| e.to_string())?;
+    let mut command = Command::new(&driver_path);
+    command
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(err_file));
+    // Its own process group, so Drop can take Chromium down with it.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut driver = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", driver_path.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let fail = |driver: &mut Child, why: String| {
+        kill_group(driver);
+        let log = fs::read_to_string(&log).unwrap_or_default();
+        Err(format!("{why}; chromedriver log:\n{log}"))
+    };
+    let deadline = Instant::now() + DRIVER_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = driver.try_wait() {
+            return fail(&mut driver, format!("chromedriver exited ({status})"));
+        }
+        let status_url = format!("{base}/status");
+        let ready =
+            http_client::request_with_timeout("GET", &status_url, &[], b"", Duration::from_secs(2))
+                .ok()
+                .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+                .is_some_and(|v| v["value"]["ready"] == json!(true));
+        if ready {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let why = format!("chromedriver on port {port} not ready within {DRIVER_DEADLINE:?}");
+            return fail(&mut driver, why);
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    let capabilities = json!({
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        "timeouts": {"implicit": 0, "pageLoad": PAGE_LOAD.as_millis() as u64, "script": 10_000},
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {
+            "binary": chromium_path().display().to_string(),
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object literal")
+    };
+    let connect = async {
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        tokio::time::timeout(SESSION_TIMEOUT, builder.connect(&base)).await
+    };
+    match runtime.block_on(connect) {
+        Ok(Ok(client)) => Ok((driver, client)),
+        Ok(Err(e)) => fail(&mut driver, format!("cannot create a session: {e}")),
+        Err(_) => fail(
+            &mut driver,
+            format!("no session within {SESSION_TIMEOUT:?}"),
+        ),
     }
 }
 
@@ -472,81 +457,4 @@ fn kill_group(driver: &mut Child) {
     }
     let _ = driver.kill();
     let _ = driver.wait();
-}
-
-fn command_at(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    timeout: Duration,
-) -> Result<Value, WdError> {
-    let url = format!("{base}{path}");
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let headers: &[(&str, &str)] = if body.is_some() {
-        &[("Content-Type", "application/json; charset=utf-8")]
-    } else {
-        &[]
-    };
-    let reply =
-        http_client::request_with_timeout(method, &url, headers, payload.as_bytes(), timeout)
-            .map_err(|e| WdError {
-                status: 0,
-                error: "request failed".into(),
-                message: format!("{method} {url}: {e}"),
-            })?;
-    let value: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-    if reply.status == 200 {
-        return Ok(value.get("value").cloned().unwrap_or(Value::Null));
-    }
-    Err(WdError {
-        status: reply.status,
-        error: value["value"]["error"]
-            .as_str()
-            .unwrap_or("unknown error")
-            .to_string(),
-        message: value["value"]["message"]
-            .as_str()
-            .map(|m| m.lines().next().unwrap_or("").to_string())
-            .unwrap_or_else(|| reply.text()),
-    })
-}
-
-/// Standard base64 (with or without padding) to bytes; `None` on any other character.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_base64() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk").unwrap(), b"hi");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert!(base64_decode("a*b").is_none());
-    }
 }

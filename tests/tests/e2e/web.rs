@@ -3,48 +3,23 @@
 //! it, and the page and the JS widgets in a real headless Chromium.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Timelike;
-use kite_tests::harness::{eventually, free_port, reply_status};
+use kite_tests::harness::{free_port, reply_status};
 use kite_tests::http_client::{self, HttpReply};
-use kite_tests::webdriver::Browser;
-use kite_tests::{follow_browser_login, Daemon, Fault, Sim};
+use kite_tests::{follow_browser_login, Daemon, Fault};
 use serde_json::{json, Value};
 
-use crate::helper::{browser_login, rfc3339_json, sim};
+use crate::helper::{
+    browser_login, ctl_token, exchange_calls, fresh_states, get, get_json, rfc3339_json, sim,
+    web_config, web_daemon,
+};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/// The config every daemon here gets, plus `extra` (other tables only): no desktop, and a warn
-/// window of one minute so a fresh login reads `valid` at almost any time of day.
-fn config(extra: &str) -> String {
-    format!("[expiry]\nwarn_before = [\"1m\"]\n\n[notify]\ndesktop = false\n\n{extra}\n")
-}
-
-fn daemon(sim: &Sim) -> Daemon {
-    Daemon::builder(sim).config_toml(&config("")).start()
-}
-
-fn get(d: &Daemon, path: &str) -> HttpReply {
-    d.http("GET", path, &[], b"")
-}
-
-fn get_json(d: &Daemon, path: &str) -> Value {
-    let reply = get(d, path);
-    assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
-    assert_eq!(
-        reply.media_type().as_deref(),
-        Some("application/json"),
-        "GET {path}"
-    );
-    reply.json()
-}
 
 fn post_json_raw(d: &Daemon, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
     let mut all = vec![("Content-Type", "application/json")];
@@ -97,33 +72,6 @@ fn assert_raw_detail(reply: &str, status: u16, needle: &str) {
 
 const GENERATE_FAILED: &str = "Failed to generate access token: ";
 
-fn exchanges(sim: &Sim) -> usize {
-    sim.calls_to("POST", "/session/token").len()
-}
-
-/// What `kitectl get-token` prints.
-fn ctl_token(d: &Daemon) -> String {
-    let out = d.ctl(&["get-token"]);
-    assert!(
-        out.status.success(),
-        "kitectl get-token: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// The states a token made just now may be in: `valid`, or `expiring` in the last minute before
-/// the 06:00 IST cutoff (the warn window here is one minute).
-fn fresh_states() -> &'static [&'static str] {
-    let ist = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
-    let minute = ist.hour() * 60 + ist.minute();
-    if (5 * 60 + 58..=6 * 60 + 1).contains(&minute) {
-        &["valid", "expiring"]
-    } else {
-        &["valid"]
-    }
-}
-
 fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
     reply.header(name)
 }
@@ -138,7 +86,7 @@ fn url_encode(text: &str) -> String {
 #[test]
 fn status_shape_before_and_after_login() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let reply = get(&d, "/api/token/status");
     assert_eq!(reply.status, 200);
     assert_eq!(header(&reply, "cache-control"), Some("no-store"));
@@ -202,7 +150,7 @@ fn status_shape_before_and_after_login() {
 #[test]
 fn callback_url_route() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let body = get_json(&d, "/api/token/callback-url");
     assert_eq!(body, json!({"callback_url": d.callback_url()}));
 }
@@ -210,7 +158,7 @@ fn callback_url_route() {
 #[test]
 fn refresh_info_gives_a_fresh_single_use_login_url() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let reply = get(&d, "/api/token/refresh-info");
     assert_eq!(reply.status, 200);
     assert_eq!(header(&reply, "cache-control"), Some("no-store"));
@@ -257,7 +205,7 @@ fn refresh_info_gives_a_fresh_single_use_login_url() {
     let (status, page) = follow_browser_login(&d, info["login_url"].as_str().unwrap());
     assert_eq!(status, 200, "{page}");
     let token = sim.issue_request_token();
-    let calls = exchanges(&sim);
+    let calls = exchange_calls(&sim);
     let replay = get(
         &d,
         &format!("/auth/callback?action=login&type=login&status=success&state={first}&request_token={token}"),
@@ -265,7 +213,7 @@ fn refresh_info_gives_a_fresh_single_use_login_url() {
     assert_eq!(replay.status, 400, "{}", replay.text());
     assert!(replay.text().contains("Login failed"));
     assert_eq!(
-        exchanges(&sim),
+        exchange_calls(&sim),
         calls,
         "a replayed state never reaches Kite"
     );
@@ -275,14 +223,14 @@ fn refresh_info_gives_a_fresh_single_use_login_url() {
         &format!("/auth/callback?status=success&request_token={token}"),
     );
     assert_eq!(forged.status, 400);
-    assert_eq!(exchanges(&sim), calls);
+    assert_eq!(exchange_calls(&sim), calls);
 }
 
 #[test]
 fn not_configured_answers_503_with_detail() {
     let sim = sim();
     let d = Daemon::builder(&sim)
-        .config_toml(&config(""))
+        .config_toml(&web_config(""))
         .no_api_key()
         .start();
     let status = get_json(&d, "/api/token/status");
@@ -297,7 +245,7 @@ fn not_configured_answers_503_with_detail() {
         503,
         &[GENERATE_FAILED, "KITE_API_KEY"],
     );
-    assert_eq!(exchanges(&sim), 0);
+    assert_eq!(exchange_calls(&sim), 0);
     assert_eq!(get(&d, "/healthz").status, 200);
     assert_eq!(get(&d, "/api/token/callback-url").status, 200);
 }
@@ -305,7 +253,7 @@ fn not_configured_answers_503_with_detail() {
 #[test]
 fn generate_success_has_every_seed_field_and_stores_the_token() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let request_token = sim.issue_request_token();
     let reply = generate(&d, &json!({ "request_token": request_token }));
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -366,7 +314,7 @@ fn generate_success_has_every_seed_field_and_stores_the_token() {
 fn generate_failures_are_honest() {
     let sim = sim();
     let d = Daemon::builder(&sim)
-        .config_toml(&config("[kite]\ntimeout = \"1s\"\n"))
+        .config_toml(&web_config("[kite]\ntimeout = \"1s\"\n"))
         .start();
     let post = |body: &[u8]| post_json_raw(&d, "/api/token/generate-access-token", &[], body);
 
@@ -404,7 +352,11 @@ fn generate_failures_are_honest() {
         400,
         &[GENERATE_FAILED],
     );
-    assert_eq!(exchanges(&sim), 0, "malformed requests never reach Kite");
+    assert_eq!(
+        exchange_calls(&sim),
+        0,
+        "malformed requests never reach Kite"
+    );
 
     // Kite refuses a reused request token: 400 with Kite's own words.
     let token = sim.issue_request_token();
@@ -424,7 +376,7 @@ fn generate_failures_are_honest() {
         400,
         &[GENERATE_FAILED, "Token is invalid or has expired."],
     );
-    assert_eq!(exchanges(&sim), 3);
+    assert_eq!(exchange_calls(&sim), 3);
 
     // Kite down (503): 502, and the request token is not lost (it works once Kite is back).
     let token = sim.issue_request_token();
@@ -463,7 +415,7 @@ fn generate_failures_are_honest() {
     // Unreachable Kite at all: a daemon pointed at a closed port answers 502.
     let closed = format!("http://127.0.0.1:{}", free_port());
     let lonely = Daemon::builder(&sim)
-        .config_toml(&config("[kite]\ntimeout = \"2s\"\n"))
+        .config_toml(&web_config("[kite]\ntimeout = \"2s\"\n"))
         .env("KITE_API_ROOT", &closed)
         .keep_redirect()
         .start();
@@ -484,7 +436,9 @@ fn generate_failures_are_honest() {
 fn every_route_maps_a_failure_to_the_same_status() {
     let sim = sim();
     let d = Daemon::builder(&sim)
-        .config_toml(&config("[kite]\ntimeout = \"1s\"\nuser_id = \"ZZ9999\"\n"))
+        .config_toml(&web_config(
+            "[kite]\ntimeout = \"1s\"\nuser_id = \"ZZ9999\"\n",
+        ))
         .start();
     let callback = |d: &Daemon| {
         let answer = d.request(&json!({"op": "login_url"}));
@@ -515,7 +469,7 @@ fn every_route_maps_a_failure_to_the_same_status() {
 #[test]
 fn healthz_and_unknown_routes() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let health = get(&d, "/healthz");
     assert_eq!(health.status, 200);
     assert_detail(&get(&d, "/no/such/route"), 404, &[]);
@@ -559,7 +513,7 @@ fn healthz_and_unknown_routes() {
 #[test]
 fn host_header_must_name_this_server() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let port = d.http_addr().port();
     let other = port.wrapping_add(1).max(1024);
     let bad_hosts = [
@@ -625,7 +579,11 @@ fn host_header_must_name_this_server() {
         );
         assert!(!reply.contains("\"state\""), "no Host got data: {reply}");
     }
-    assert_eq!(exchanges(&sim), 0, "nothing with a bad Host reached Kite");
+    assert_eq!(
+        exchange_calls(&sim),
+        0,
+        "nothing with a bad Host reached Kite"
+    );
 
     // The names that are this server work: the same callback now logs in.
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
@@ -634,13 +592,13 @@ fn host_header_must_name_this_server() {
     }
     let reply = get(&d, &callback);
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(exchanges(&sim), 1);
+    assert_eq!(exchange_calls(&sim), 1);
 }
 
 #[test]
 fn post_needs_a_json_content_type() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let token = sim.issue_request_token();
     let body = json!({ "request_token": token }).to_string();
     let form = format!("request_token={token}");
@@ -664,7 +622,7 @@ fn post_needs_a_json_content_type() {
         );
         assert_detail(&reply, 415, &[GENERATE_FAILED, "application/json"]);
     }
-    assert_eq!(exchanges(&sim), 0);
+    assert_eq!(exchange_calls(&sim), 0);
     // A charset parameter is fine.
     let reply = d.http(
         "POST",
@@ -673,7 +631,7 @@ fn post_needs_a_json_content_type() {
         body.as_bytes(),
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(exchanges(&sim), 1);
+    assert_eq!(exchange_calls(&sim), 1);
 }
 
 /// Sends a request as raw bytes and returns the status, or 0 when the connection was closed or
@@ -685,7 +643,7 @@ fn status_of(d: &Daemon, method: &str, path: &str, headers: &[(&str, &str)], bod
 #[test]
 fn oversized_headers_are_431() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let token = sim.issue_request_token();
     let body = json!({ "request_token": token }).to_string();
     let big = "a".repeat(17 * 1024);
@@ -710,7 +668,7 @@ fn oversized_headers_are_431() {
         body.as_bytes(),
     );
     assert!(status == 431, "many headers → {status}");
-    assert_eq!(exchanges(&sim), 0, "nothing reached Kite");
+    assert_eq!(exchange_calls(&sim), 0, "nothing reached Kite");
     // Ordinary large headers (a few KiB of cookies) are fine.
     let cookie = "c".repeat(6 * 1024);
     let reply = d.http("GET", "/api/token/status", &[("Cookie", &cookie)], b"");
@@ -720,7 +678,7 @@ fn oversized_headers_are_431() {
 #[test]
 fn oversized_bodies_are_413() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let token = sim.issue_request_token();
     // A body that would be a valid exchange if it were read: the token, then padding.
     let padded = |size: usize| {
@@ -752,13 +710,13 @@ fn oversized_bodies_are_413() {
     );
     assert_raw_detail(&reply, 413, "too large");
     // A length that lies (says small, sends more) is not read past the declared length.
-    assert_eq!(exchanges(&sim), 0, "nothing reached Kite");
+    assert_eq!(exchange_calls(&sim), 0, "nothing reached Kite");
 
     // Just under the limit is read and used.
     let fits = padded(60 * 1024);
     let reply = post_json_raw(&d, "/api/token/generate-access-token", &[], &fits);
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(exchanges(&sim), 1);
+    assert_eq!(exchange_calls(&sim), 1);
 }
 
 /// Reads until the peer closes or `limit` passes; returns what arrived, whether it closed, and
@@ -792,7 +750,7 @@ fn read_until_closed(mut stream: &TcpStream, limit: Duration) -> (Vec<u8>, bool,
 #[test]
 fn slow_clients_are_cut_off_while_others_are_served() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let addr = d.http_addr();
     let host = format!("Host: {addr}\r\n");
     let limit = Duration::from_secs(13);
@@ -859,7 +817,7 @@ fn slow_clients_are_cut_off_while_others_are_served() {
         "partial body: {body_text}"
     );
     assert!(started.elapsed() < Duration::from_secs(14));
-    assert_eq!(exchanges(&sim), 0);
+    assert_eq!(exchange_calls(&sim), 0);
 }
 
 #[test]
@@ -867,7 +825,7 @@ fn cors_only_for_allowed_origins_and_never_star() {
     let sim = sim();
     let allowed = format!("http://127.0.0.1:{}", free_port());
     let d = Daemon::builder(&sim)
-        .config_toml(&config(&format!(
+        .config_toml(&web_config(&format!(
             "[http]\nallowed_origins = [\"{allowed}\"]\n"
         )))
         .start();
@@ -933,7 +891,7 @@ fn cors_only_for_allowed_origins_and_never_star() {
         header(&reply, "access-control-allow-origin"),
         Some(allowed.as_str())
     );
-    assert_eq!(exchanges(&sim), 1);
+    assert_eq!(exchange_calls(&sim), 1);
 
     // Disallowed origins: no ACAO, preflight 403, POST 403 before anything reaches Kite.
     let port = d.http_addr().port();
@@ -977,7 +935,7 @@ fn cors_only_for_allowed_origins_and_never_star() {
         assert!(header(&reply, "access-control-allow-origin").is_none());
         no_star(&reply);
     }
-    assert_eq!(exchanges(&sim), 1, "no disallowed origin reached Kite");
+    assert_eq!(exchange_calls(&sim), 1, "no disallowed origin reached Kite");
 
     // kited's own page (same origin) may POST, under either of its names.
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
@@ -1016,7 +974,7 @@ fn no_get_route_returns_the_access_token() {
     let sim = sim();
     let allowed = format!("http://127.0.0.1:{}", free_port());
     let d = Daemon::builder(&sim)
-        .config_toml(&config(&format!(
+        .config_toml(&web_config(&format!(
             "[http]\nallowed_origins = [\"{allowed}\"]\n"
         )))
         .start();
@@ -1065,7 +1023,7 @@ fn no_get_route_returns_the_access_token() {
 #[test]
 fn html_has_strict_security_headers_and_no_inline_code() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let check = |what: &str, reply: &HttpReply| {
         let csp =
             header(reply, "content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
@@ -1121,7 +1079,7 @@ fn html_has_strict_security_headers_and_no_inline_code() {
 #[test]
 fn request_token_injection_is_refused_and_escaped() {
     let sim = sim();
-    let d = daemon(&sim);
+    let d = web_daemon(&sim);
     let script = "<script>alert(1)</script>";
     let fresh_state = || {
         let info = get_json(&d, "/api/token/refresh-info");
@@ -1184,413 +1142,5 @@ fn request_token_injection_is_refused_and_escaped() {
         get(&d, "/").text(),
         "the page never reflects its query"
     );
-    assert_eq!(exchanges(&sim), 0, "nothing reached Kite");
-}
-
-// ---------------------------------------------------------------------------------------------
-// 3. the page and the widgets in headless Chromium
-
-/// Fails the test on console errors (script errors, CSP violations, failed loads).
-fn assert_no_console_errors(browser: &Browser, when: &str) {
-    let errors = browser.console_errors();
-    assert!(errors.is_empty(), "console errors {when}: {errors:#?}");
-}
-
-fn state_is(browser: &Browser, wanted: &[&str]) -> bool {
-    browser
-        .attribute("#state", "data-state")
-        .is_some_and(|s| wanted.contains(&s.as_str()))
-}
-
-#[test]
-fn browser_login_button_round_trip() {
-    let Some(browser) = Browser::launch("login") else {
-        return;
-    };
-    let sim = sim();
-    let d = daemon(&sim);
-    browser.goto(&format!("{}/", d.base_url()));
-    browser.wait_until(Duration::from_secs(10), "#state = none", |b| {
-        state_is(b, &["none"])
-    });
-    assert_eq!(browser.text("#state").unwrap(), "none");
-    assert_eq!(browser.text("#state-label").unwrap(), "Login required");
-    assert_eq!(
-        browser.text("#callback-url").unwrap(),
-        d.callback_url(),
-        "the page shows the redirect URL to register"
-    );
-    browser.screenshot("1-login-required");
-    assert_no_console_errors(&browser, "loading /");
-
-    // What a cancelled login looks like (a clear failure page, styled, no script errors).
-    browser.goto(&format!("{}/auth/callback?status=cancelled", d.base_url()));
-    browser.wait_text("#callback-title", "the failure page", |t| {
-        t.ends_with("Login failed")
-    });
-    assert!(browser
-        .text("#callback-message")
-        .unwrap()
-        .contains("cancelled"));
-    assert!(browser.displayed("#back"));
-    browser.screenshot("1b-cancelled");
-    let _ = browser.console(); // its 400 status is logged as a failed load: expected
-    browser.goto(&format!("{}/", d.base_url()));
-    browser.wait_until(Duration::from_secs(10), "#state = none", |b| {
-        state_is(b, &["none"])
-    });
-
-    // Click → sim login page → 302 → kited's /auth/callback.
-    browser.click("#login-button");
-    browser.wait_until(Duration::from_secs(10), "the callback page", |b| {
-        b.text("#callback-message")
-            .is_ok_and(|t| t.contains("Logged in as Kite Tester"))
-    });
-    let url = browser.current_url();
-    assert!(
-        url.starts_with(&format!("{}/auth/callback?", d.base_url())),
-        "ended on {url}"
-    );
-    assert!(browser
-        .text("#callback-title")
-        .unwrap()
-        .ends_with("Logged in"));
-    assert!(
-        browser
-            .text("#callback-message")
-            .unwrap()
-            .contains("you can close this tab"),
-        "{}",
-        browser.page_text()
-    );
-    browser.screenshot("2-callback");
-    let token = ctl_token(&d);
-    assert!(!browser.page_text().contains(&token));
-    assert_eq!(sim.calls_to("GET", "/connect/login").len(), 1);
-    assert_no_console_errors(&browser, "on the callback page");
-
-    // Back to the page: valid, the user's name, and no token on show.
-    browser.click("#back");
-    browser.wait_until(Duration::from_secs(10), "#state = valid", |b| {
-        state_is(b, fresh_states())
-    });
-    browser.wait_text("#user-name", "the user's name", |t| t == "Kite Tester");
-    assert_eq!(browser.text("#user-id").unwrap(), "(AB1234)");
-    assert!(browser
-        .text("#expires")
-        .unwrap()
-        .starts_with("Expires at 06:00 IST"));
-    assert!(
-        !browser.displayed("#token"),
-        "the token is hidden by default"
-    );
-    assert!(!browser.displayed("#token-box"));
-    assert_eq!(browser.text("#token").unwrap(), "");
-    let dom = browser.js("return document.documentElement.outerHTML", &[]);
-    assert!(
-        !dom.as_str().unwrap().contains(&token),
-        "the DOM holds the token"
-    );
-    browser.screenshot("3-valid");
-    assert_no_console_errors(&browser, "after the login");
-}
-
-#[test]
-fn browser_paste_box_and_reveal() {
-    let Some(browser) = Browser::launch("paste") else {
-        return;
-    };
-    let sim = sim();
-    let d = daemon(&sim);
-    browser.goto(&format!("{}/", d.base_url()));
-    browser.wait_until(Duration::from_secs(10), "#state = none", |b| {
-        state_is(b, &["none"])
-    });
-
-    // A bad paste first: no token in it → the page says why, nothing reaches Kite.
-    browser.type_into(
-        "#paste-input",
-        "https://example.com/whatever?status=success",
-    );
-    browser.click("#paste-submit");
-    let error = browser.wait_text("#error", "an error for a bad paste", |t| !t.is_empty());
-    assert!(error.contains("No request_token found"), "{error}");
-    // Markup pasted as a token is refused and shown as text, never run.
-    browser.type_into(
-        "#paste-input",
-        "http://127.0.0.1/auth/callback?request_token=<img src=x onerror=window.__pwned=1>",
-    );
-    browser.click("#paste-submit");
-    browser.wait_text("#error", "an error for a markup paste", |t| {
-        t.contains("does not look valid")
-    });
-    assert_eq!(
-        browser.js("return window.__pwned === undefined", &[]),
-        json!(true)
-    );
-    assert_eq!(exchanges(&sim), 0);
-
-    // The good paste: the whole redirected URL.
-    let request_token = sim.issue_request_token();
-    let pasted = format!(
-        "{}?action=login&type=login&status=success&request_token={request_token}",
-        d.callback_url()
-    );
-    browser.type_into("#paste-input", &pasted);
-    browser.screenshot("1-pasted");
-    browser.click("#paste-submit");
-    let result = browser.wait_text("#result", "Logged in as", |t| t.contains("Logged in as"));
-    assert!(
-        result.contains("Logged in as Kite Tester (AB1234)"),
-        "{result}"
-    );
-    assert!(browser.text("#error").unwrap_or_default().is_empty());
-    browser.wait_until(Duration::from_secs(10), "#state = valid", |b| {
-        state_is(b, fresh_states())
-    });
-    let token = ctl_token(&d);
-    assert!(browser.displayed("#token-box"));
-    assert!(!browser.displayed("#token"), "token hidden until revealed");
-    assert_eq!(browser.text("#token").unwrap(), "");
-    browser.screenshot("2-result");
-    browser.click("#reveal-token");
-    browser.wait_until(Duration::from_secs(5), "the revealed token", |b| {
-        b.text("#token").is_ok_and(|t| t == token)
-    });
-    assert_eq!(browser.text("#reveal-token").unwrap(), "Hide");
-    browser.screenshot("3-revealed");
-    browser.click("#reveal-token");
-    assert!(!browser.displayed("#token"));
-    assert_no_console_errors(&browser, "during a good paste");
-
-    // Pasting the same URL again: Kite refuses the used request token; the page says so.
-    browser.type_into("#paste-input", &pasted);
-    browser.click("#paste-submit");
-    let error = browser.wait_text("#error", "Kite's refusal", |t| !t.is_empty());
-    assert!(
-        error.contains("Failed to generate access token")
-            && error.contains("Token is invalid or has expired"),
-        "{error}"
-    );
-    assert!(
-        !browser.displayed("#token-box"),
-        "a failure hides the old token"
-    );
-    browser.screenshot("4-refused");
-    let _ = browser.console(); // the 400 is logged as a failed load: expected here
-    assert_eq!(exchanges(&sim), 2);
-
-    // A phone.
-    browser.set_window_size(390, 844);
-    browser.goto(&format!("{}/", d.base_url()));
-    browser.wait_until(Duration::from_secs(10), "#state = valid", |b| {
-        state_is(b, fresh_states())
-    });
-    browser.screenshot("5-phone");
-    let overflow = browser.js(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-        &[],
-    );
-    assert!(
-        overflow.as_i64().unwrap_or(1) <= 0,
-        "the page scrolls sideways on a phone by {overflow}px"
-    );
-    browser.js("window.scrollTo(0, document.body.scrollHeight)", &[]);
-    browser.screenshot("6-phone-bottom");
-    assert_no_console_errors(&browser, "on a phone");
-}
-
-/// A one-page HTTP server on 127.0.0.1 (another origin than kited) for the widget test.
-struct TestSite {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TestSite {
-    fn start(listener: TcpListener, html: String) -> TestSite {
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 2048];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let first = String::from_utf8_lossy(&head);
-                let reply = if first.starts_with("GET / ") {
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{html}",
-                        html.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                };
-                let _ = stream.write_all(reply.as_bytes());
-            }
-        });
-        TestSite {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for TestSite {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn widget_page(kited: &str) -> String {
-    format!(
-        r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>a trading dashboard</title>
-<link rel="icon" href="data:,">
-<script src="{kited}/static/kite-token-flow.js"></script></head>
-<body>
-<h1>Dashboard on another origin</h1>
-<div id="s"></div>
-<div id="b"></div>
-<p id="ensure">pending</p>
-<script>
-createTokenStatusIndicator('s', {{ intervalMs: 1000 }});
-createTokenRefreshButton('b');
-ensureValidToken().then(
-  function (s) {{ document.getElementById('ensure').textContent = 'ok ' + s.user_name; }},
-  function (e) {{ document.getElementById('ensure').textContent = 'error ' + e.message; }});
-</script>
-</body></html>
-"#
-    )
-}
-
-#[test]
-fn browser_widgets_from_another_origin() {
-    let Some(browser) = Browser::launch("widgets") else {
-        return;
-    };
-    let sim = sim();
-    let allowed_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let other_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let allowed_origin = format!(
-        "http://127.0.0.1:{}",
-        allowed_listener.local_addr().unwrap().port()
-    );
-    let d = Daemon::builder(&sim)
-        .config_toml(&config(&format!(
-            "[http]\nallowed_origins = [\"{allowed_origin}\"]\n"
-        )))
-        .start();
-    let page = widget_page(&d.base_url());
-    let allowed = TestSite::start(allowed_listener, page.clone());
-    let other = TestSite::start(other_listener, page);
-
-    // Allowed origin, before any login: the indicator shows `none`, ensureValidToken rejects.
-    browser.goto(&allowed.url());
-    browser.wait_until(
-        Duration::from_secs(10),
-        "indicator data-state = none",
-        |b| b.attribute(".kite-status", "data-state").as_deref() == Some("none"),
-    );
-    let ensure = browser.wait_text("#ensure", "ensureValidToken's answer", |t| t != "pending");
-    assert!(ensure.starts_with("error Kite login required"), "{ensure}");
-    assert!(
-        browser.displayed(".kite-status-login"),
-        "a Log in button appears"
-    );
-    browser.screenshot("1-allowed-none");
-    assert_no_console_errors(&browser, "on the allowed origin");
-
-    // The refresh widget's paste box: a cross-origin POST (with preflight) that kited allows.
-    browser.type_into(".kite-refresh-input", &sim.issue_request_token());
-    browser.click(".kite-refresh-submit");
-    let message = browser.wait_text(".kite-refresh-message", "the widget's result", |t| {
-        t.starts_with("Logged in") || t.contains("Failed")
-    });
-    assert!(message.contains("Logged in as Kite Tester"), "{message}");
-    assert_eq!(exchanges(&sim), 1);
-    // The indicator follows by polling; ensureValidToken now resolves.
-    browser.wait_until(
-        Duration::from_secs(10),
-        "indicator data-state = valid",
-        |b| {
-            b.attribute(".kite-status", "data-state")
-                .is_some_and(|s| fresh_states().contains(&s.as_str()))
-        },
-    );
-    assert_eq!(
-        browser.attribute(".kite-status", "data-state").unwrap(),
-        get_json(&d, "/api/token/status")["state"].as_str().unwrap(),
-        "the indicator shows the daemon's state"
-    );
-    assert!(!browser.displayed(".kite-status-login"));
-    let state = browser.js(
-        "return ensureValidToken().then(function (s) { return 'ok ' + s.state + ' ' + s.user_name; }, \
-         function (e) { return 'error ' + e.message; })",
-        &[],
-    );
-    assert!(
-        state
-            .as_str()
-            .is_some_and(|s| s.starts_with("ok ") && s.ends_with("Kite Tester")),
-        "{state}"
-    );
-    browser.screenshot("2-allowed-valid");
-    assert_no_console_errors(&browser, "after the widget login");
-
-    // An origin not in the allow-list: the script loads, but every fetch is blocked.
-    browser.goto(&other.url());
-    browser.wait_until(
-        Duration::from_secs(10),
-        "indicator data-state = unreachable",
-        |b| b.attribute(".kite-status", "data-state").as_deref() == Some("unreachable"),
-    );
-    let ensure = browser.wait_text("#ensure", "ensureValidToken's answer", |t| t != "pending");
-    assert!(
-        ensure.starts_with("error kited is not reachable"),
-        "{ensure}"
-    );
-    browser.type_into(".kite-refresh-input", &sim.issue_request_token());
-    browser.click(".kite-refresh-submit");
-    let message = browser.wait_text(".kite-refresh-message", "the widget's failure", |t| {
-        t.contains("not reachable")
-    });
-    assert!(!message.contains("Logged in"), "{message}");
-    browser.screenshot("3-other-origin");
-    assert_eq!(
-        exchanges(&sim),
-        1,
-        "the disallowed origin's POST never reached Kite"
-    );
-    let errors = browser.console_errors();
-    assert!(
-        errors.iter().any(|e| e.contains("CORS")),
-        "the browser blocked the fetches by CORS: {errors:#?}"
-    );
-    eventually(Duration::from_secs(1), "the daemon is still fine", || {
-        get(&d, "/healthz").status == 200
-    });
+    assert_eq!(exchange_calls(&sim), 0, "nothing reached Kite");
 }

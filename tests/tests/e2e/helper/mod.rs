@@ -3,6 +3,7 @@
 //! module keeps only what is its own.
 
 mod process;
+mod web;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,7 @@ use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
 use serde_json::Value;
 
 pub use process::{first_line, read_outputs, wait_child};
+pub use web::{ctl_token, exchange_calls, fresh_states, get, get_json, web_config, web_daemon};
 
 /// A simulator with the default app, user and secrets.
 pub fn sim() -> Sim {
