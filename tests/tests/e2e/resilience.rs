@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use kite_tests::harness::{eventually, follow_browser_login, reply_status};
 use kite_tests::http_client;
-use kite_tests::{Daemon, Fault, Sim};
+use kite_tests::{Daemon, Fault};
 use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::helper::{
-    login_headless, login_state, login_urls, new_tokens, read_outputs, served_token, sim,
-    the_new_token, toml_string,
+    exchange_calls, login_headless, login_state, login_urls, new_tokens, read_outputs,
+    served_token, sim, the_new_token, toml_string,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -97,10 +97,6 @@ fn callback_path(request_token: &str, state: &str) -> String {
             ("state", state),
         ])
     )
-}
-
-fn exchange_calls(sim: &Sim) -> usize {
-    sim.calls_to("POST", "/session/token").len()
 }
 
 /// A `/proc/PID/status` field in kB (VmRSS, VmHWM) or a count (Threads).

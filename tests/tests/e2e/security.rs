@@ -21,7 +21,7 @@ use kite_tests::http_client::{self, HttpReply};
 use kite_tests::{Daemon, Sim};
 use serde_json::{json, Value};
 
-use crate::helper::{mode, sim, text};
+use crate::helper::{exchange_calls, mode, sim, text};
 
 // ---------------------------------------------------------------------------------------------
 // Other users
@@ -506,10 +506,6 @@ fn http_as(uid: u32, daemon: &Daemon, method: &str, path: &str, body: Option<Val
     })
 }
 
-fn exchanges_at_kite(sim: &Sim) -> usize {
-    sim.calls_to("POST", "/session/token").len()
-}
-
 #[test]
 fn another_user_cannot_exchange_a_request_token_over_http() {
     if !can_switch_users() {
@@ -537,7 +533,7 @@ fn another_user_cannot_exchange_a_request_token_over_http() {
     );
     assert!(!reply.text().contains("access_token\""), "{}", reply.text());
     assert_eq!(
-        exchanges_at_kite(&sim),
+        exchange_calls(&sim),
         0,
         "the request token was spent for the attacker"
     );
@@ -621,7 +617,7 @@ fn the_json_exchange_route_can_be_turned_off() {
     );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("http.exchange_api = false"), "{body}");
-    assert_eq!(exchanges_at_kite(&sim), 0);
+    assert_eq!(exchange_calls(&sim), 0);
     // The browser login still works.
     let login = daemon.ctl(&["login"]);
     let (status, page) = kite_tests::follow_browser_login(&daemon, text(&login.stdout).trim());
@@ -663,7 +659,7 @@ fn kitectl_exchange_reads_the_url_from_stdin_not_the_command_line() {
         );
         assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
     }
-    assert_eq!(exchanges_at_kite(&sim), 2);
+    assert_eq!(exchange_calls(&sim), 2);
     // Nothing piped in: one clear line, nothing sent to Kite.
     let out = run(&["exchange"], "\n");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -672,7 +668,7 @@ fn kitectl_exchange_reads_the_url_from_stdin_not_the_command_line() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(exchanges_at_kite(&sim), 2);
+    assert_eq!(exchange_calls(&sim), 2);
     // The argument form still works, and says why it is the less safe one.
     let out = daemon.ctl(&["exchange", &sim.issue_request_token()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -841,7 +837,7 @@ fn a_full_disk_is_reported_spends_no_request_token_and_heals_by_itself() {
 
     // Every exchange is refused before Kite is asked, so no request token is spent, and the
     // reason is one sentence naming the state dir.
-    let spent_before = exchanges_at_kite(&sim);
+    let spent_before = exchange_calls(&sim);
     let mut refused = String::new();
     for _ in 0..6 {
         refused = sim.issue_request_token();
@@ -856,7 +852,7 @@ fn a_full_disk_is_reported_spends_no_request_token_and_heals_by_itself() {
         );
     }
     assert_eq!(
-        exchanges_at_kite(&sim),
+        exchange_calls(&sim),
         spent_before,
         "request tokens were spent"
     );
