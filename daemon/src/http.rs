@@ -2,8 +2,8 @@
 //! and read times. Each request is read into a plain [`HttpRequest`] and answered by
 //! [`crate::routes::route`].
 
+use crate::http_request::{BodyError, HttpRequest};
 use crate::peer_uid::Caller;
-use crate::routes::{BodyError, HttpRequest};
 use crate::session::Session;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};

@@ -2,15 +2,18 @@
 
 mod accept;
 mod alarm;
+mod callback;
 mod check_config;
 mod clock;
 mod config;
+mod config_file;
 mod connection;
 mod events;
 #[cfg(test)]
 mod fixture;
 mod hooks;
 mod http;
+mod http_request;
 mod http_trust;
 mod ipc;
 mod kite;
@@ -18,15 +21,18 @@ mod lifecycle;
 mod log_writer;
 mod logging;
 mod login_link;
+mod login_state;
 mod notify;
 mod page;
 mod peer_uid;
+mod plan;
 mod public;
 mod reply;
 mod requests;
 mod routes;
 mod schedule;
 mod session;
+mod session_error;
 mod settings;
 mod socket_file;
 mod store;

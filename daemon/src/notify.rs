@@ -20,8 +20,6 @@ const DBUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a "Log in" button stays clickable: until well past market open. A new token ends
 /// the wait earlier (and closes the notification).
 const ACTION_WAIT: Duration = Duration::from_secs(6 * 3600);
-/// How long `notify.command` may run before it (and everything it started) is killed.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The action key of the "Log in" button.
 const LOGIN_ACTION: &str = "login";
 

@@ -3,56 +3,16 @@
 //! a socket. The checks every route shares live here: the Host (DNS rebinding, the public host's
 //! few routes), CORS and the origin of POSTs.
 
+use crate::http_request::HttpRequest;
 use crate::page;
-use crate::peer_uid::Caller;
 use crate::public::{self, HostKind};
 use crate::reply::{detail, json_response, Body};
 use crate::session::Session;
 use crate::token_api;
-use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::Arc;
-
-/// One request as the routes see it.
-pub struct HttpRequest {
-    pub method: Method,
-    pub path: String,
-    /// The raw query string ("" when absent).
-    pub query: String,
-    pub headers: HeaderMap,
-    /// The body of a POST, read whole before routing; why it could not be, otherwise.
-    pub body: Result<Bytes, BodyError>,
-    /// The listener's own address (what `Host` must name on loopback).
-    pub local: SocketAddr,
-    pub caller: Arc<Caller>,
-}
-
-/// Why a request's body was not read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyError {
-    /// Over the size limit (declared or sent).
-    TooLarge,
-    /// Not sent within the read timeout.
-    TooSlow,
-    /// The connection broke while sending it.
-    Unreadable,
-}
-
-impl BodyError {
-    /// The answer for a route that needed the body.
-    pub fn response(self) -> Response<Body> {
-        match self {
-            BodyError::TooLarge => detail(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-            BodyError::TooSlow => detail(StatusCode::REQUEST_TIMEOUT, "request body took too long"),
-            BodyError::Unreadable => {
-                detail(StatusCode::BAD_REQUEST, "could not read the request body")
-            }
-        }
-    }
-}
 
 /// Dispatches one request after the checks every route shares.
 pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
@@ -216,7 +176,11 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
 mod tests {
     use super::*;
     use crate::fixture::{self, ACCESS_TOKEN};
+    use crate::http_request::BodyError;
+    use crate::peer_uid::Caller;
+    use bytes::Bytes;
     use serde_json::Value;
+    use std::sync::Arc;
 
     const MORNING: &str = "2026-11-23 10:00:00";
     const EXPIRES: &str = "2026-11-24T06:00:00+05:30";

@@ -3,110 +3,24 @@
 //! One implementation serves the socket, the HTTP API and the browser callback. A new token is
 //! flushed to disk before anyone is told it exists.
 
+use crate::callback::{check_request_token, CallbackParams};
 use crate::clock::{self, Now};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::kite::{KiteClient, KiteError, SessionData};
+use crate::login_state::LoginStates;
+pub use crate::session_error::SessionError;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
 use crate::ticket::TicketKey;
 use crate::token::{Secret, TokenRecord};
-use kite_proto::{ErrorKind, EventKind, TokenState, TokenStatus, WireError};
-use rand::Rng;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use kite_proto::{EventKind, TokenState, TokenStatus};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// How long a login URL's `state` stays acceptable: Kite's request tokens live a few minutes,
-/// and a person may take a while to type a password and TOTP.
-pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
-/// Outstanding login states kept at most; older ones are dropped first.
-const MAX_LOGIN_STATES: usize = 32;
 /// The longest `get_token` wait honoured (a day): keeps deadline arithmetic far from overflow.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
-/// Kite's request tokens are 32 alphanumerics; anything much longer or stranger is not one.
-const MAX_REQUEST_TOKEN_LEN: usize = 128;
-
-/// Why a session operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("kited has no Kite api key or api secret: set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file in {0})")]
-    NotConfigured(String),
-    #[error("no valid Kite token ({0}): log in with `kitectl login --open`")]
-    LoginRequired(String),
-    #[error(transparent)]
-    Kite(#[from] KiteError),
-    #[error("this login belongs to Zerodha user {got}, but kited is set up for {expected} (kite.user_id); the previous token is kept")]
-    WrongUser { expected: String, got: String },
-    #[error("the login was cancelled in the browser")]
-    Cancelled,
-    #[error(
-        "this login link is stale or was not issued by this kited: start again with a fresh login"
-    )]
-    BadState,
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("kited could not store the token: {0}")]
-    Store(#[from] StoreError),
-    #[error("kited cannot store a new token now, so it did not use the request token: {0}")]
-    StoreUnavailable(StoreError),
-}
-
-impl SessionError {
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            SessionError::NotConfigured(_) => ErrorKind::NotConfigured,
-            SessionError::LoginRequired(_) => ErrorKind::LoginRequired,
-            SessionError::Kite(KiteError::Timeout(_)) => ErrorKind::KiteTimeout,
-            SessionError::Kite(e) if e.is_transient() => ErrorKind::KiteUnavailable,
-            SessionError::Kite(_) => ErrorKind::Kite,
-            SessionError::WrongUser { .. } => ErrorKind::WrongUser,
-            SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
-                ErrorKind::BadRequest
-            }
-            SessionError::StoreUnavailable(_) => ErrorKind::StoreUnavailable,
-            SessionError::Store(_) => ErrorKind::Internal,
-        }
-    }
-
-    pub fn to_wire(&self) -> WireError {
-        WireError::new(self.kind(), self.to_string())
-    }
-}
-
-/// The parts of a callback URL kited reads.
-#[derive(Debug, Default, PartialEq)]
-pub struct CallbackParams {
-    pub status: Option<String>,
-    pub request_token: Option<String>,
-    pub state: Option<String>,
-}
-
-impl CallbackParams {
-    /// Reads a query string (`a=b&c=d`), a full URL, or a URL with a fragment.
-    pub fn parse(text: &str) -> CallbackParams {
-        let text = text.trim();
-        let query = match text.split_once('?') {
-            Some((_, query)) => query,
-            None => text,
-        };
-        let query = query.split('#').next().unwrap_or("");
-        let mut params = CallbackParams::default();
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let slot = match key.as_ref() {
-                "status" => &mut params.status,
-                "request_token" => &mut params.request_token,
-                "state" => &mut params.state,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value.into_owned());
-            }
-        }
-        params
-    }
-}
 
 /// What `get_token` hands out.
 #[derive(Debug, Clone)]
@@ -128,7 +42,7 @@ struct Inner {
     /// The current token; receivers wake when it changes (`get_token --wait`).
     token: watch::Sender<Option<Arc<TokenRecord>>>,
     /// Login `state`s handed out and not yet used, with when they were made.
-    login_states: Mutex<HashMap<String, Instant>>,
+    login_states: LoginStates,
     /// One exchange at a time, so two logins racing cannot store out of order.
     exchange_lock: tokio::sync::Mutex<()>,
     events: EventBus,
@@ -153,7 +67,7 @@ impl Session {
                 settings: watch::channel(Arc::new(settings)).0,
                 store: Arc::new(store),
                 token,
-                login_states: Mutex::new(HashMap::new()),
+                login_states: LoginStates::default(),
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
                 now,
@@ -307,33 +221,11 @@ impl Session {
         kite_in(&self.settings())
     }
 
-    /// The outstanding login states. The lock is held only for map updates that cannot panic,
-    /// so a poisoned lock still holds a consistent map.
-    fn login_states(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        self.inner
-            .login_states
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A login URL carrying a fresh single-use `state`, and the callback URL to register.
     pub fn login_url(&self) -> Result<(String, String), SessionError> {
         let settings = self.settings();
         let kite = kite_in(&settings)?;
-        let state = hex_token();
-        {
-            let mut states = self.login_states();
-            states.retain(|_, made| made.elapsed() < LOGIN_STATE_TTL);
-            while states.len() >= MAX_LOGIN_STATES {
-                let oldest = states
-                    .iter()
-                    .min_by_key(|(_, made)| **made)
-                    .map(|(k, _)| k.clone())
-                    .expect("non-empty");
-                states.remove(&oldest);
-            }
-            states.insert(state.clone(), Instant::now());
-        }
+        let state = self.inner.login_states.issue();
         let mut url = url::Url::parse(&settings.config.login_url)
             .map_err(|e| SessionError::BadRequest(format!("kite.login_url is not a URL: {e}")))?;
         let redirect_params = url::form_urlencoded::Serializer::new(String::new())
@@ -344,12 +236,6 @@ impl Session {
             .append_pair("api_key", kite.api_key())
             .append_pair("redirect_params", &redirect_params);
         Ok((url.to_string(), settings.callback_url.clone()))
-    }
-
-    /// Uses up a login `state`: true once for each one handed out within its lifetime.
-    fn take_state(&self, state: &str) -> bool {
-        let mut states = self.login_states();
-        matches!(states.remove(state), Some(made) if made.elapsed() < LOGIN_STATE_TTL)
     }
 
     /// Kite's browser redirect: checks `status` and the `state` before anything reaches Kite.
@@ -371,7 +257,7 @@ impl Session {
             }
         }
         match params.state.as_deref() {
-            Some(state) if self.take_state(state) => {}
+            Some(state) if self.inner.login_states.take(state) => {}
             _ => return Err(SessionError::BadState),
         }
         let token = params
@@ -390,7 +276,7 @@ impl Session {
             // A pasted URL comes from the person at this machine (the socket checks the uid),
             // so its state is used up if it is ours but not required.
             if let Some(state) = &params.state {
-                self.take_state(state);
+                self.inner.login_states.take(state);
             }
             let token = params.request_token.ok_or_else(|| {
                 SessionError::BadRequest("that URL has no request_token parameter".into())
@@ -403,7 +289,7 @@ impl Session {
 
     /// Exchanges a request token, stores the session durably, then announces it.
     pub async fn exchange(&self, request_token: &str) -> Result<Arc<TokenRecord>, SessionError> {
-        check_request_token(request_token)?;
+        check_request_token(request_token).map_err(SessionError::BadRequest)?;
         let kite = self.kite()?;
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
         // Kite's request token is single use: spend it only if the result can be stored.
@@ -593,56 +479,4 @@ fn kite_in(settings: &Settings) -> Result<KiteClient, SessionError> {
     settings.kite.clone().ok_or_else(|| {
         SessionError::NotConfigured(settings.config.config_path.display().to_string())
     })
-}
-
-/// 128 random bits as hex: an unguessable login `state`.
-fn hex_token() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Rejects what cannot be a request token before it goes anywhere near Kite or a page.
-fn check_request_token(token: &str) -> Result<(), SessionError> {
-    if token.is_empty() {
-        return Err(SessionError::BadRequest("request_token is empty".into()));
-    }
-    if token.len() > MAX_REQUEST_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(SessionError::BadRequest(
-            "request_token must be letters and digits only (as Kite issues them)".into(),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn callback_params_from_url_query_and_fragment() {
-        let p = CallbackParams::parse(
-            "http://127.0.0.1:8079/auth/callback?action=login&type=login&status=success&request_token=abc123&state=s1#x",
-        );
-        assert_eq!(p.status.as_deref(), Some("success"));
-        assert_eq!(p.request_token.as_deref(), Some("abc123"));
-        assert_eq!(p.state.as_deref(), Some("s1"));
-        let q = CallbackParams::parse("status=cancelled");
-        assert_eq!(q.status.as_deref(), Some("cancelled"));
-        assert_eq!(q.request_token, None);
-    }
-
-    #[test]
-    fn request_token_shape() {
-        assert!(check_request_token("qQDXpFOTSBW59mcej7cmRmM0xtBWA1Iw").is_ok());
-        for bad in ["", "a b", "<script>", "x&y=z", &"a".repeat(200)] {
-            assert!(check_request_token(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn states_are_unguessable_hex() {
-        let (a, b) = (hex_token(), hex_token());
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, b);
-    }
 }

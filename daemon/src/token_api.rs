@@ -1,10 +1,10 @@
 //! The seed's token API and Kite's browser callback: the routes that log in (the callback page,
 //! `refresh-info`, `generate-access-token`) and Kite's order postbacks.
 
+use crate::http_request::HttpRequest;
 use crate::page;
 use crate::public::HostKind;
 use crate::reply::{detail, error_status, json_response, Body};
-use crate::routes::HttpRequest;
 use crate::session::Session;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};

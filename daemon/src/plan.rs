@@ -1,0 +1,317 @@
+//! What the schedule does and when, decided purely: given now, the token and the settings,
+//! [`plan`] says what is due and when the next thing is. No clock, no I/O, so every case is a
+//! unit test; `schedule` only sleeps, asks the plan and acts.
+
+use crate::clock;
+use crate::config::Expiry;
+use crate::token::TokenRecord;
+use chrono::{DateTime, Datelike, Utc, Weekday};
+use std::collections::BTreeSet;
+
+/// Something the schedule does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// `token_expiring` for the warning window of this many seconds.
+    Warn { window_secs: u64 },
+    /// `token_expired`.
+    Expire,
+    /// Renew with the refresh token.
+    Renew,
+    /// The periodic `GET /user/profile`.
+    Verify,
+    /// The pre-market `login_required` reminder.
+    Remind,
+}
+
+/// What has already been done for the current token, so nothing fires twice.
+#[derive(Debug, Default, Clone)]
+pub struct Done {
+    /// Which token this is about: its `expires_at` and a short token hint.
+    pub token_key: Option<String>,
+    pub warned: BTreeSet<u64>,
+    pub expired: bool,
+    pub last_verify: Option<DateTime<Utc>>,
+    pub next_renew: Option<DateTime<Utc>>,
+    /// Kite refused the refresh token: no more renewals for this token.
+    pub renew_refused: bool,
+    pub last_remind: Option<DateTime<Utc>>,
+}
+
+impl Done {
+    /// Forgets per-token progress when the token changed.
+    pub fn follow(&mut self, token: Option<&TokenRecord>, now: DateTime<Utc>) {
+        let key = token.map(|t| format!("{} {}", t.expires_at, t.access_token.hint()));
+        if key != self.token_key {
+            let last_remind = self.last_remind;
+            *self = Done {
+                token_key: key,
+                last_remind,
+                // A new token was just issued by Kite; one read from disk at start is checked
+                // one `verify_every` later like any other.
+                last_verify: token.filter(|t| t.invalidated.is_none()).map(|_| now),
+                ..Done::default()
+            };
+        }
+    }
+}
+
+/// The next planned action and when, plus whatever is due now.
+#[derive(Debug, PartialEq)]
+pub struct Plan {
+    pub due: Vec<Action>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Decides what is due at `now` and when to wake next. `reminder_next` is the next reminder
+/// time strictly after the last one that fired.
+pub fn plan(
+    now: DateTime<Utc>,
+    token: Option<&TokenRecord>,
+    expiry: &Expiry,
+    done: &Done,
+    reminder_next: Option<DateTime<Utc>>,
+) -> Plan {
+    let mut due = Vec::new();
+    let mut next: Option<DateTime<Utc>> = None;
+    let mut at = |when: DateTime<Utc>, action: Action, due: &mut Vec<Action>| {
+        if when <= now {
+            due.push(action);
+        } else {
+            next = Some(next.map_or(when, |n| n.min(when)));
+        }
+    };
+    let live = token.filter(|t| t.invalidated.is_none());
+    if let Some(token) = live {
+        if let Some(expires_at) = clock::parse_rfc3339(&token.expires_at) {
+            let expires_at = expires_at.with_timezone(&Utc);
+            let renewable = token.refresh_token.is_some();
+            if now < expires_at {
+                if !renewable {
+                    // Only the narrowest warning whose time has come is sent: after a suspend,
+                    // one message, not three (acting on it marks the wider ones done too).
+                    let mut narrowest_due: Option<u64> = None;
+                    for window in &expiry.warn_before {
+                        let secs = window.as_secs();
+                        if done.warned.contains(&secs) {
+                            continue;
+                        }
+                        let when = expires_at - chrono::Duration::seconds(secs as i64);
+                        if when <= now {
+                            narrowest_due = Some(narrowest_due.map_or(secs, |n| n.min(secs)));
+                        } else {
+                            at(when, Action::Warn { window_secs: secs }, &mut due);
+                        }
+                    }
+                    if let Some(secs) = narrowest_due {
+                        due.push(Action::Warn { window_secs: secs });
+                    }
+                }
+                let verify_at = done.last_verify.map_or(now, |last| {
+                    last + chrono::Duration::from_std(expiry.verify_every).unwrap_or_default()
+                });
+                at(verify_at.min(expires_at), Action::Verify, &mut due);
+            }
+            if renewable && !done.renew_refused {
+                at(
+                    done.next_renew.unwrap_or(expires_at),
+                    Action::Renew,
+                    &mut due,
+                );
+            } else if !done.expired && !renewable {
+                at(expires_at, Action::Expire, &mut due);
+            }
+        }
+    }
+    if let Some(when) = reminder_next {
+        at(when, Action::Remind, &mut due);
+    }
+    due.sort();
+    due.dedup();
+    Plan { due, next }
+}
+
+/// Whether `date` (IST) is a trading day: not a weekend, not in `expiry.holidays`.
+pub fn is_trading_day(date: chrono::NaiveDate, expiry: &Expiry) -> bool {
+    !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !expiry.holidays.contains(&date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Reminder;
+    use crate::token::Secret;
+    use std::time::Duration;
+
+    fn expiry() -> Expiry {
+        Expiry {
+            cutoff: clock::default_cutoff(),
+            warn_before: vec![Duration::from_secs(3600), Duration::from_secs(900)],
+            reminder: Reminder::parse(crate::config::DEFAULT_REMINDER).unwrap(),
+            holidays: vec!["2026-12-25".parse().unwrap()],
+            verify_every: Duration::from_secs(1800),
+        }
+    }
+
+    fn token(expires_at: &str) -> TokenRecord {
+        TokenRecord::sample("tok", expires_at)
+    }
+
+    fn utc(ist: &str) -> DateTime<Utc> {
+        clock::parse_login_time(ist).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn warnings_then_expiry() {
+        let t = token("2026-11-24T06:00:00+05:30");
+        let mut done = Done::default();
+        let now = utc("2026-11-23 09:00:00");
+        done.follow(Some(&t), now);
+        let p = plan(now, Some(&t), &expiry(), &done, None);
+        assert!(p.due.is_empty(), "{p:?}");
+        // The first wake is the verify in 30 minutes.
+        assert_eq!(p.next, Some(utc("2026-11-23 09:30:00")));
+        // Just after 05:00 the 60-minute warning is due.
+        done.last_verify = Some(utc("2026-11-24 04:59:00"));
+        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 3600 }]);
+        done.warned.insert(3600);
+        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 05:29:00")));
+        // Woken after a suspend at 05:50: one warning (the 15-minute one), not two.
+        let mut fresh = Done::default();
+        fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &expiry(),
+            &fresh,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
+        // Acting on it marks the wider window done too: no second message after the suspend.
+        fresh.warned.extend([900, 3600]);
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &expiry(),
+            &fresh,
+            None,
+        );
+        assert!(p.due.is_empty(), "{p:?}");
+        // The narrowest due window wins whatever order the windows are listed in.
+        let mut unsorted = expiry();
+        unsorted.warn_before.reverse();
+        let mut fresh = Done::default();
+        fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
+        let p = plan(
+            utc("2026-11-24 05:50:00"),
+            Some(&t),
+            &unsorted,
+            &fresh,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
+        // At 06:00 the expiry.
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Expire]);
+        done.expired = true;
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn invalidated_tokens_plan_nothing() {
+        let mut t = token("2026-11-24T06:00:00+05:30");
+        t.invalidated = Some("x".into());
+        let p = plan(
+            utc("2026-11-23 09:00:00"),
+            Some(&t),
+            &expiry(),
+            &Done::default(),
+            None,
+        );
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn renewable_tokens_renew_at_the_cutoff_instead_of_warning() {
+        let mut t = token("2026-11-24T06:00:00+05:30");
+        t.refresh_token = Some(Secret::new("r"));
+        let mut done = Done {
+            last_verify: Some(utc("2026-11-24 05:40:00")),
+            ..Done::default()
+        };
+        let p = plan(utc("2026-11-24 05:50:00"), Some(&t), &expiry(), &done, None);
+        assert!(p.due.is_empty(), "{p:?}");
+        assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.due, vec![Action::Renew]);
+        // After a failed attempt, the retry time; after a refusal, nothing more.
+        done.next_renew = Some(utc("2026-11-24 06:01:00"));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 06:01:00")));
+        done.renew_refused = true;
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn verify_repeats_and_stops_at_expiry() {
+        let t = token("2026-11-24T06:00:00+05:30");
+        let mut e = expiry();
+        e.verify_every = Duration::from_secs(1);
+        let mut done = Done::default();
+        done.follow(Some(&t), utc("2026-11-23 09:00:00"));
+        let p = plan(utc("2026-11-23 09:00:00"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-23 09:00:01")));
+        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        assert_eq!(p.due, vec![Action::Verify]);
+        done.last_verify = Some(utc("2026-11-23 09:00:01"));
+        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-23 09:00:02")));
+        // The last check is at the cutoff, not after it.
+        done.last_verify = Some(utc("2026-11-24 05:59:59"));
+        let p = plan(utc("2026-11-24 05:59:59"), Some(&t), &e, &done, None);
+        assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
+        done.expired = true;
+        done.last_verify = Some(utc("2026-11-24 06:00:00"));
+        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &e, &done, None);
+        assert_eq!(
+            p,
+            Plan {
+                due: vec![],
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn reminder_is_weekdays_at_0845_ist() {
+        let friday_evening = utc("2026-11-27 18:00:00");
+        assert_eq!(
+            expiry().reminder.next_after(friday_evening),
+            Some(utc("2026-11-30 08:45:00"))
+        );
+        assert!(is_trading_day("2026-11-30".parse().unwrap(), &expiry()));
+        assert!(!is_trading_day("2026-11-29".parse().unwrap(), &expiry()));
+        assert!(!is_trading_day("2026-12-25".parse().unwrap(), &expiry()));
+    }
+}
