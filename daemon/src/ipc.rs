@@ -111,6 +111,7 @@ async fn serve_connection(
     my_uid: u32,
 ) {
     let peer_uid = stream.peer_creds().ok().and_then(|c| c.euid());
+    let probe = crate::peer_gone::HangupProbe::of(&stream);
     let mut connection = Connection::new(stream);
     if peer_uid != Some(my_uid) {
         tracing::warn!(?peer_uid, "refused a socket client of another user");
@@ -154,7 +155,8 @@ async fn serve_connection(
         let may_block = matches!(request, Request::GetToken(GetToken { wait_secs: Some(_) }));
         let answer = tokio::select! {
             answer = crate::requests::answer(&session, request.clone()) => answer,
-            _ = connection.hung_up(), if may_block => return,
+            // End-of-file alone may be a half-close (`nc -N`): wait for the full hang-up.
+            _ = async { connection.hung_up().await; probe.closed().await }, if may_block => return,
             _ = shutdown.cancelled(), if may_block => {
                 crate::requests::answer(&session, GetToken { wait_secs: None }.into()).await
             }

@@ -24,6 +24,7 @@ mod login_link;
 mod login_state;
 mod notify;
 mod page;
+mod peer_gone;
 mod peer_uid;
 mod plan;
 mod public;

@@ -5,6 +5,7 @@ pub mod checksum;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod json_keys;
 pub mod message;
 pub mod socket_path;
 pub mod socket_trust;

@@ -164,6 +164,12 @@ impl Request {
     pub fn parse(line: &[u8]) -> Result<Request, WireError> {
         let text = std::str::from_utf8(line)
             .map_err(|_| WireError::bad_request("request is not valid UTF-8"))?;
+        if let Ok(Some(key)) = crate::json_keys::duplicate_key(text) {
+            let key: String = key.chars().take(64).collect();
+            return Err(WireError::bad_request(format!(
+                "request has the key {key:?} more than once"
+            )));
+        }
         serde_json::from_str(text).map_err(|e| {
             let message = if e.is_data() {
                 format!("bad request: {e}")

@@ -883,3 +883,88 @@ fn a_full_disk_is_reported_spends_no_request_token_and_heals_by_itself() {
     assert!(sim.valid_access_tokens().contains(&token), "{token}");
     drop(kited);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. A half-closed client still gets its answer; 10. a repeated key is a bad request
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `requests` on one connection, shuts down the sending half (as `nc -N` does), and
+/// returns the connection to read the answers from.
+fn half_closed(socket: &Path, requests: &[Value]) -> BufReader<std::os::unix::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(PROCESS_DEADLINE)).unwrap();
+    let lines: String = requests.iter().map(|r| format!("{r}\n")).collect();
+    (&stream).write_all(lines.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    BufReader::new(stream)
+}
+
+/// The next answer line; `None` when kited hung up instead.
+fn next_answer(reader: &mut impl BufRead) -> Option<Value> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}
+
+#[test]
+fn a_half_closed_client_still_gets_its_token() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    // A ping, then a wait for a login that happens after the client shut down its sending
+    // half. kited answers in order on its one thread, so once the pong is here the wait has
+    // begun (its line came in the same read).
+    let mut waiter = half_closed(
+        daemon.socket_path(),
+        &[
+            json!({"op": "ping"}),
+            json!({"op": "get_token", "wait_secs": 30}),
+        ],
+    );
+    let pong = next_answer(&mut waiter).expect("no answer to ping");
+    assert_eq!(pong["ok"], json!(true), "{pong}");
+    let answer =
+        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let token = next_answer(&mut waiter).expect("kited hung up on the half-closed client");
+    assert_eq!(token["ok"], json!(true), "{token}");
+    assert_eq!(
+        token["access_token"].as_str(),
+        sim.valid_access_tokens().first().map(String::as_str)
+    );
+    // And without a wait.
+    let mut reader = half_closed(daemon.socket_path(), &[json!({"op": "get_token"})]);
+    let token = next_answer(&mut reader).expect("no answer to a half-closed get_token");
+    assert_eq!(token["ok"], json!(true), "{token}");
+}
+
+#[test]
+fn a_repeated_key_is_a_bad_request_and_changes_nothing() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let stream = daemon.connect_ipc();
+    (&stream)
+        .write_all(b"{\"op\":\"ping\",\"op\":\"shutdown\"}\n{\"op\":\"ping\"}\n")
+        .unwrap();
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["ok"], json!(false), "{answer}");
+    assert_eq!(answer["error"]["kind"], json!("bad_request"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"op\" more than once"),
+        "{answer}"
+    );
+    // The same connection goes on, and kited is still running.
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let nested = daemon.request(&json!({"op": "ping"}));
+    assert_eq!(nested["ok"], json!(true));
+    let again = daemon.request(&serde_json::from_str::<Value>(r#"{"op":"status"}"#).unwrap());
+    assert_eq!(again["ok"], json!(true), "{again}");
+}
