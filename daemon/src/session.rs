@@ -59,7 +59,7 @@ impl Session {
         events: EventBus,
         now: Now,
     ) -> Result<Session, StoreError> {
-        let stored = store.load_token()?.map(Arc::new);
+        let stored = of_this_app(store.load_token()?, &settings.config).map(Arc::new);
         let ticket_key = TicketKey::new(store.ticket_key()?);
         let (token, _) = watch::channel(stored);
         Ok(Session {
@@ -104,9 +104,20 @@ impl Session {
     /// Swaps in a reloaded configuration, with the Kite client and callback URL built from it,
     /// as one. The token and the listeners stay as they are.
     pub fn reload(&self, config: Config) {
+        let key_changed = config.api_key != self.config().api_key;
         self.inner
             .settings
             .send_modify(|settings| *settings = Arc::new(settings.reloaded(config)));
+        if key_changed {
+            // Another Kite app: its own stored token (if the store holds one) or none.
+            match self.inner.store.load_token() {
+                Ok(stored) => {
+                    let record = of_this_app(stored, &self.config()).map(Arc::new);
+                    self.inner.token.send_replace(record);
+                }
+                Err(e) => tracing::error!("cannot reload the stored token: {e}"),
+            }
+        }
     }
 
     /// A receiver that changes on every reload.
@@ -475,6 +486,21 @@ impl Session {
 }
 
 /// The Kite client of `settings`, or why there is none.
+/// The stored record, if it belongs to the configured Kite app: a token stored under another
+/// api key (a simulator demo, an earlier app) is no token at all for this one.
+fn of_this_app(record: Option<TokenRecord>, config: &Config) -> Option<TokenRecord> {
+    let record = record?;
+    if config.api_key.as_deref() == Some(record.api_key.as_str()) {
+        return Some(record);
+    }
+    tracing::info!(
+        "ignoring the stored token of api key {}: kited is set up for {}",
+        record.api_key,
+        config.api_key.as_deref().unwrap_or("no api key")
+    );
+    None
+}
+
 fn kite_in(settings: &Settings) -> Result<KiteClient, SessionError> {
     settings.kite.clone().ok_or_else(|| {
         SessionError::NotConfigured(settings.config.config_path.display().to_string())

@@ -968,3 +968,41 @@ fn a_repeated_key_is_a_bad_request_and_changes_nothing() {
     let again = daemon.request(&serde_json::from_str::<Value>(r#"{"op":"status"}"#).unwrap());
     assert_eq!(again["ok"], json!(true), "{again}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. The token store is bound to one Kite app
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_token_of_another_api_key_is_no_token() {
+    let demo = sim();
+    let mut first = Daemon::start(&demo);
+    let answer =
+        first.request(&json!({"op": "exchange", "request_token": demo.issue_request_token()}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let state_dir = first.state_dir().to_path_buf();
+    first.terminate();
+
+    // The real app, on the same state dir (the demo's leftovers).
+    let real = Sim::start(SimConfig {
+        api_key: "realappkey000002".into(),
+        ..SimConfig::default()
+    });
+    let second = Daemon::builder(&real).state_dir(&state_dir).start();
+    let status = second.request(&json!({"op": "status"}));
+    assert_eq!(status["status"]["state"], json!("none"), "{status}");
+    assert!(status["status"]["user_id"].is_null(), "{status}");
+    assert_eq!(status["status"]["api_key"], json!("realappkey000002"), "{status}");
+    for args in [&["get-token"][..], &["env"]] {
+        let out = second.ctl(args);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out.stdout));
+    }
+    drop(second);
+
+    // Back under the demo's key, its token is still there.
+    let third = Daemon::builder(&demo).state_dir(&state_dir).start();
+    let token = third.request(&json!({"op": "get_token"}));
+    assert_eq!(token["ok"], json!(true), "{token}");
+    assert_eq!(token["api_key"], json!(demo.api_key()));
+}
