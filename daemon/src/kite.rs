@@ -38,6 +38,9 @@ pub enum KiteError {
     /// A 2xx answer we could not understand.
     #[error("Kite sent an answer kited cannot read: {0}")]
     BadResponse(String),
+    /// A readable answer kited refuses to store (a malformed token, an impossible time).
+    #[error("kited refused Kite's answer: {0}")]
+    Unacceptable(String),
 }
 
 impl KiteError {
@@ -259,12 +262,13 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::
 /// Turns a status and body into `data` or the error the envelope describes.
 fn decode<T: serde::de::DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, KiteError> {
     let envelope: Option<Value> = serde_json::from_slice(body).ok();
+    // Kite's words end up in logs and on terminals: no control characters.
     let field = |name: &str| {
         envelope
             .as_ref()
             .and_then(|e| e.get(name))
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .map(crate::kite_answer::clean_text)
     };
     if status.is_success() {
         let Some(mut envelope) = envelope else {

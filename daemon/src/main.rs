@@ -17,6 +17,7 @@ mod http_request;
 mod http_trust;
 mod ipc;
 mod kite;
+mod kite_answer;
 mod lifecycle;
 mod log_writer;
 mod logging;

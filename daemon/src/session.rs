@@ -305,7 +305,7 @@ impl Session {
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
         // Kite's request token is single use: spend it only if the result can be stored.
         self.ensure_store_writable().await?;
-        let data = kite.exchange(request_token).await?;
+        let data = crate::kite_answer::checked_session(kite.exchange(request_token).await?)?;
         let expected = self.config().expected_user_id.clone();
         if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&data.user_id)) {
             tracing::warn!(got = %data.user_id, %expected, "refused a login as another user");
@@ -322,6 +322,7 @@ impl Session {
         let login_time = clock::parse_login_time(&data.login_time).ok_or_else(|| {
             KiteError::BadResponse(format!("login_time {:?} is not a time", data.login_time))
         })?;
+        crate::kite_answer::check_login_time(login_time.with_timezone(&chrono::Utc), self.now())?;
         let expires_at = clock::expires_at(login_time, self.config().expiry.cutoff);
         Ok(TokenRecord {
             access_token: data.access_token,
@@ -401,6 +402,10 @@ impl Session {
         let kite = self.kite()?;
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
         let data = kite.renew(&refresh_token).await?;
+        crate::kite_answer::check_token("access_token", data.access_token.expose())?;
+        if let Some(refresh) = data.refresh_token.as_ref().filter(|t| !t.is_empty()) {
+            crate::kite_answer::check_token("refresh_token", refresh.expose())?;
+        }
         let login_time = clock::ist(self.now());
         let mut record = (*current).clone();
         record.access_token = data.access_token;

@@ -183,6 +183,8 @@ struct State {
     ttl: Duration,
     login_time: Option<String>,
     issue_refresh_tokens: bool,
+    /// The access token the next session gets instead of a random one.
+    next_access_token: Option<String>,
     log_calls: bool,
     request_tokens: HashMap<String, RequestToken>,
     /// Live access tokens only: killing one removes it.
@@ -323,6 +325,12 @@ impl Sim {
         self.state().login_time = t;
     }
 
+    /// The next exchange or renewal answers with this access token instead of a random one, as
+    /// a broken or hostile Kite (or something between kited and Kite) might.
+    pub fn set_next_access_token(&self, token: &str) {
+        self.state().next_access_token = Some(token.to_string());
+    }
+
     /// Whether exchanges issue a non-empty `refresh_token` (default off, like ordinary apps).
     pub fn set_refresh_tokens(&self, on: bool) {
         self.state().issue_refresh_tokens = on;
@@ -401,6 +409,7 @@ impl State {
             ttl: config.request_token_ttl,
             login_time: None,
             issue_refresh_tokens: false,
+            next_access_token: None,
             log_calls: config.log_calls,
             request_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -425,7 +434,10 @@ impl State {
 
     /// Mints an access token for `user`; the JSON `data` of a session answer.
     fn new_session(&mut self, user: &User, refresh_token: Option<String>) -> Value {
-        let access_token = random_token(32);
+        let access_token = self
+            .next_access_token
+            .take()
+            .unwrap_or_else(|| random_token(32));
         self.access_tokens
             .insert(access_token.clone(), Session { user: user.clone() });
         let refresh_token = match refresh_token {

@@ -1,0 +1,138 @@
+//! What kited accepts from Kite's answers before it stores or shows any of them.
+//!
+//! A token with a space, a newline or a NUL in it would break every program that puts it in a
+//! header or an env file; a user name with control characters could rewrite a terminal line or
+//! inject a line into the env file; a `login_time` far from now would give a token a lifetime it
+//! does not have. Such answers are refused (nothing stored) or, for display text, cleaned.
+
+use crate::kite::{KiteError, SessionData};
+use chrono::{DateTime, Utc};
+
+/// Longest access or refresh token accepted; Kite's are 32 characters.
+const MAX_TOKEN_LEN: usize = 512;
+/// Longest display text kept (user names, e-mail, broker); longer text is cut.
+const MAX_TEXT_CHARS: usize = 256;
+/// How far ahead of kited's clock a `login_time` may be: clocks drift, a day is plenty.
+const MAX_AHEAD: chrono::Duration = chrono::Duration::days(1);
+/// How far back a `login_time` may be: an old session is stored as expired, but one from years
+/// ago is not a login that just happened.
+const MAX_BEHIND: chrono::Duration = chrono::Duration::days(3 * 365);
+
+/// A session answer with its tokens checked and its text cleaned; refused when the access
+/// token, the refresh token or the user id is unusable.
+pub fn checked_session(mut data: SessionData) -> Result<SessionData, KiteError> {
+    check_token("access_token", data.access_token.expose())?;
+    if let Some(refresh) = data.refresh_token.as_ref().filter(|t| !t.is_empty()) {
+        check_token("refresh_token", refresh.expose())?;
+    }
+    data.user_id = clean_text(&data.user_id);
+    if data.user_id.is_empty() {
+        return Err(KiteError::Unacceptable("the user_id is empty".into()));
+    }
+    for text in [
+        &mut data.user_name,
+        &mut data.user_shortname,
+        &mut data.email,
+        &mut data.user_type,
+        &mut data.broker,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *text = clean_text(text);
+    }
+    for list in [
+        &mut data.exchanges,
+        &mut data.products,
+        &mut data.order_types,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for item in list.iter_mut() {
+            *item = clean_text(item);
+        }
+    }
+    Ok(data)
+}
+
+/// A token (`what` names it in the error): non-empty printable ASCII without spaces.
+pub fn check_token(what: &str, token: &str) -> Result<(), KiteError> {
+    let refuse = |why: &str| Err(KiteError::Unacceptable(format!("the {what} {why}")));
+    if token.is_empty() {
+        return refuse("is empty");
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return refuse(&format!("is longer than {MAX_TOKEN_LEN} characters"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return refuse("contains spaces, control characters or non-ASCII characters");
+    }
+    Ok(())
+}
+
+/// Display text without control characters (newlines, escapes, NUL), trimmed and bounded.
+pub fn clean_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TEXT_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// A login time within a day ahead of `now` and a few years behind it.
+pub fn check_login_time(login: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), KiteError> {
+    if login > now + MAX_AHEAD {
+        return Err(KiteError::Unacceptable(format!(
+            "the login_time {} is more than a day ahead of this machine's clock",
+            login.to_rfc3339()
+        )));
+    }
+    if login < now - MAX_BEHIND {
+        return Err(KiteError::Unacceptable(format!(
+            "the login_time {} is years in the past",
+            login.to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert!(check_token("access_token", "AbC123xyz").is_ok());
+        for bad in [
+            "",
+            "a b",
+            "a\nb",
+            "a\0b",
+            "a\u{1b}[31m",
+            "ä",
+            &"x".repeat(600),
+        ] {
+            assert!(check_token("access_token", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text() {
+        assert_eq!(
+            clean_text("Kite\u{1b}[31m Tester\nX=1\0"),
+            "Kite[31m TesterX=1"
+        );
+        assert_eq!(clean_text(&"n".repeat(300)).len(), MAX_TEXT_CHARS);
+    }
+
+    #[test]
+    fn login_times() {
+        let now = Utc::now();
+        assert!(check_login_time(now, now).is_ok());
+        assert!(check_login_time(now - chrono::Duration::days(300), now).is_ok());
+        assert!(check_login_time(now + chrono::Duration::days(2), now).is_err());
+        assert!(check_login_time(now - chrono::Duration::days(4 * 365), now).is_err());
+    }
+}
