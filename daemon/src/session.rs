@@ -322,7 +322,12 @@ impl Session {
         let login_time = clock::parse_login_time(&data.login_time).ok_or_else(|| {
             KiteError::BadResponse(format!("login_time {:?} is not a time", data.login_time))
         })?;
-        crate::kite_answer::check_login_time(login_time.with_timezone(&chrono::Utc), self.now())?;
+        // Against the machine's real clock: Kite's login_time is real time even when the
+        // session's clock is moved for tests (KITED_FAKE_NOW).
+        crate::kite_answer::check_login_time(
+            login_time.with_timezone(&chrono::Utc),
+            chrono::Utc::now(),
+        )?;
         let expires_at = clock::expires_at(login_time, self.config().expiry.cutoff);
         Ok(TokenRecord {
             access_token: data.access_token,
