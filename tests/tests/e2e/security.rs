@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kite_tests::harness::bin;
 use kite_tests::http_client::{self, HttpReply};
-use kite_tests::{Daemon, Sim};
+use kite_tests::{Daemon, Sim, SimConfig};
 use serde_json::{json, Value};
 
 use crate::helper::{exchange_calls, mode, sim, text};
