@@ -325,7 +325,11 @@ fn classify(dir: &Path, error: sled::Error) -> StoreError {
             ) || matches!(
                 source.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            );
+            )
+                // sled's copies of a stored error may keep only the original's Debug text.
+                || ["StorageFull", "QuotaExceeded", "No space left on device"]
+                    .iter()
+                    .any(|sign| source.to_string().contains(sign));
             if full {
                 return StoreError::DiskFull { dir };
             }
