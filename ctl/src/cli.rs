@@ -183,9 +183,16 @@ prints the redirect URL to register on developers.kite.trade, then runs `systemc
 --now` for kited (or kited@PROFILE). Existing files are left alone without --force (exit 1);
 bad input exits 2 and writes nothing.")]
     Setup(SetupFlags),
-    /// Print the man page (roff).
-    #[command(after_help = "Example:\n  kitectl man > ~/.local/share/man/man1/kitectl.1")]
-    Man,
+    /// Print the man page (roff), or write every page (one per command) into a directory.
+    #[command(after_help = "\
+Examples:
+  kitectl man > ~/.local/share/man/man1/kitectl.1
+  kitectl man --dir ~/.local/share/man/man1        kitectl.1 and kitectl-COMMAND.1 for each command")]
+    Man {
+        /// Write kitectl.1 and one kitectl-COMMAND.1 per command into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `kitectl setup`'s flags.

@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> u8 {
             clap_complete::aot::generate(shell, &mut Cli::command(), "kitectl", &mut script);
             print(&script)
         }
-        Command::Man => man(),
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Setup(args) => crate::setup::run(&target.profile, &args),
     };
     finish(outcome, &target)
@@ -187,7 +187,14 @@ fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
          No browser on this machine? Run `kitectl exchange` and paste the address the browser ends on."
     ));
     if open {
-        open_in_browser(&login_url);
+        if let Err(why) = open_in_browser(&login_url) {
+            let message = format!("no browser opened ({why}); open the URL above yourself");
+            match wait {
+                // Waiting still makes sense: the person can open the URL by hand.
+                Some(_) => note(&format!("kitectl: {message}")),
+                None => return Err(Failure::Local(message)),
+            }
+        }
     }
     let Some(wait) = wait else {
         return Ok(());
@@ -227,22 +234,32 @@ fn login_link(target: &Target, qr: bool, wait: Option<u64>) -> Outcome {
     wait_for_login(&mut client, wait)
 }
 
-/// Starts `xdg-open URL` in its own process group and does not wait for it; a failure to
-/// start it is only a note (the URL is printed anyway).
-fn open_in_browser(url: &str) {
-    let started = std::process::Command::new("xdg-open")
+/// How long `xdg-open` gets to say it failed; one still running by then has started a browser
+/// (some run it in the foreground) and is left to it.
+const OPEN_VERDICT: Duration = Duration::from_secs(3);
+
+/// Runs `xdg-open URL` in its own process group; an error when it cannot start or reports that
+/// it opened nothing (no browser, no desktop).
+fn open_in_browser(url: &str) -> Result<(), String> {
+    let mut child = std::process::Command::new("xdg-open")
         .arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .env_remove("KITE_API_SECRET")
         .process_group(0)
-        .spawn();
-    if let Err(e) = started {
-        note(&format!(
-            "kitectl: could not run xdg-open ({e}); open the URL above yourself"
-        ));
+        .spawn()
+        .map_err(|e| format!("cannot run xdg-open: {e}"))?;
+    let deadline = std::time::Instant::now() + OPEN_VERDICT;
+    while std::time::Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("xdg-open failed: {status}")),
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("cannot wait for xdg-open: {e}")),
+        }
     }
+    Ok(())
 }
 
 /// What `exchange` sends for the argument: a URL (or query string) is a callback, anything else
@@ -405,12 +422,16 @@ fn shutdown(target: &Target) -> Outcome {
     print(b"kited is shutting down\n")
 }
 
-/// `man`: the roff page.
-fn man() -> Outcome {
+/// `man`: the roff page, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> Outcome {
+    let failed = |e: std::io::Error| Failure::Local(format!("cannot write the man pages: {e}"));
+    if let Some(dir) = dir {
+        return clap_mangen::generate_to(Cli::command(), dir).map_err(failed);
+    }
     let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut page)
-        .map_err(|e| Failure::Local(format!("cannot render the man page: {e}")))?;
+        .map_err(failed)?;
     print(&page)
 }
 

@@ -38,32 +38,40 @@ pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
     }
 }
 
-/// The actionable line for an error the daemon answered with.
+/// The actionable line for an error the daemon answered with. kited's own sentence is kept as
+/// it is (said once, not wrapped in another), with the commands it suggests made to name this
+/// profile.
 pub fn daemon_message(e: &WireError, profile: &str) -> String {
-    let detail = |m: &str| {
-        if m.is_empty() {
-            String::new()
-        } else {
-            format!(" ({m})")
-        }
+    let profile_flag = if profile == kite_proto::socket_path::DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    };
+    let for_profile = |text: &str| {
+        text.replace("`kitectl login", &format!("`kitectl{profile_flag} login"))
+            .replace("`kitectl setup", &format!("`kitectl{profile_flag} setup"))
     };
     match e.kind {
+        ErrorKind::LoginRequired if e.message.contains("log in with") => for_profile(&e.message),
         ErrorKind::LoginRequired => {
-            let profile_flag = if profile == kite_proto::socket_path::DEFAULT_PROFILE {
+            let reason = if e.message.is_empty() {
                 String::new()
             } else {
-                format!(" --profile {profile}")
+                format!(" ({})", e.message)
+            };
+            format!("no valid Kite token{reason}: log in with `kitectl{profile_flag} login --open`")
+        }
+        ErrorKind::NotConfigured if e.message.contains("kitectl setup") => for_profile(&e.message),
+        ErrorKind::NotConfigured => {
+            let reason = if e.message.is_empty() {
+                "kited has no Kite app configured".to_string()
+            } else {
+                e.message.clone()
             };
             format!(
-                "no valid Kite token: log in with `kitectl{profile_flag} login --open`{}",
-                detail(&e.message)
+                "{reason}; run `kitectl{profile_flag} setup` to configure it, then restart kited"
             )
         }
-        ErrorKind::NotConfigured => format!(
-            "kited has no Kite app configured: set KITE_API_KEY and KITE_API_SECRET \
-             (or kite.api_key and kite.api_secret_file in its config) and restart kited{}",
-            detail(&e.message)
-        ),
         _ if e.message.is_empty() => format!("kited answered {:?} with no message", e.kind),
         _ => e.message.clone(),
     }
@@ -132,16 +140,27 @@ mod tests {
         assert_eq!(code, 4);
         assert_eq!(
             message.unwrap(),
-            "no valid Kite token: log in with `kitectl login --open` (token expired at 06:00)"
+            "no valid Kite token (token expired at 06:00): log in with `kitectl login --open`"
         );
         assert!(daemon_message(&e, "prod").contains("`kitectl --profile prod login --open`"));
+        // kited's own sentence is said once, with the profile's command.
+        let full = WireError::new(
+            ErrorKind::LoginRequired,
+            "no valid Kite token (token is none): log in with `kitectl login --open`",
+        );
+        assert_eq!(
+            daemon_message(&full, "prod"),
+            "no valid Kite token (token is none): log in with `kitectl --profile prod login --open`"
+        );
     }
 
     #[test]
     fn not_configured_names_the_settings() {
         let e = WireError::new(ErrorKind::NotConfigured, "no api key");
         let message = daemon_message(&e, "default");
-        assert!(message.contains("KITE_API_KEY") && message.contains("KITE_API_SECRET"));
+        assert!(message.starts_with("no api key;"), "{message}");
+        assert!(message.contains("`kitectl setup`"), "{message}");
+        assert_eq!(message.matches("configure").count(), 1, "{message}");
         let (_, code) = describe(&Failure::Client(ClientError::Daemon(e)), "default");
         assert_eq!(code, 1);
     }

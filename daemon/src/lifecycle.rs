@@ -51,7 +51,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let socket_file = crate::socket_file::SocketFile::claim(&config.socket);
     let http = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
+        .map_err(|e| listen_error(config.listen, e))?;
     let bound = http.local_addr().context("HTTP listener has no address")?;
     let events = EventBus::new(now.clone());
     let session = Session::new(Settings::new(config, bound), store, events, now)?;
@@ -167,4 +167,17 @@ fn reload(flags: &Flags, session: &Session) {
         }
     };
     systemd::ready(&outcome);
+}
+
+/// "cannot listen on ADDR", with the way out when the port is taken.
+fn listen_error(addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "cannot listen on {addr} (http.listen): the port is in use, by another kited or \
+             another program; pick another with --listen 127.0.0.1:PORT (or KITED_LISTEN, or \
+             http.listen in the config file)"
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("cannot listen on {addr} (http.listen)"))
+    }
 }

@@ -93,6 +93,7 @@ fn refusal(status: StatusCode, title: &str, message: &str, next: &str) -> Respon
             message,
             details: &details,
             home_link: false,
+            to_paste_box: false,
         },
     )
 }

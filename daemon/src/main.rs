@@ -53,7 +53,19 @@ use std::process::ExitCode;
 #[command(
     name = "kited",
     version,
-    after_help = "Examples:\n  kited                      run the default profile\n  kited --profile prod run   run the `prod` profile\n  kited check-config         show the resolved settings and the callback URL\n\nAs a systemd user service: systemctl --user enable --now kited (or kited@PROFILE)."
+    after_help = "\
+Examples:
+  kited                      run the default profile
+  kited --profile prod run   run the `prod` profile
+  kited check-config         show the resolved settings and the callback URL
+
+Environment: KITE_API_KEY and KITE_API_SECRET give the Kite app's key and secret (else
+kite.api_key in the config file, and the secret from kite.api_secret_file, systemd's credential
+or $XDG_CONFIG_HOME/kited/PROFILE.api-secret); KITE_API_ROOT, KITE_LOGIN_URL, KITED_LISTEN,
+KITED_SOCKET, KITED_STATE_DIR, KITED_PUBLIC_URL and KITED_CONFIG override their settings.
+`kitectl setup` writes the config and secret files.
+
+As a systemd user service: systemctl --user enable --now kited (or kited@PROFILE)."
 )]
 struct Cli {
     /// Profile to serve (one Kite app = one profile): picks config, socket and state paths.
@@ -96,6 +108,45 @@ Examples:
 The api secret is shown as set or missing, never its value. Exit 0 when kited can log in,
 1 when the api key or secret is missing, 78 when the config file is invalid.")]
     CheckConfig,
+    /// Print the man page (roff), or write every page (one per command) into a directory.
+    #[command(after_help = "Example:\n  kited man > ~/.local/share/man/man1/kited.1")]
+    Man {
+        /// Write kited.1 and one kited-COMMAND.1 per command into DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `kited man`: the roff page on stdout, or every page into `dir`.
+fn man_pages(dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    match dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
+            .with_context(|| format!("cannot write the man pages into {}", dir.display()))?,
+        None => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout().lock())
+            .context("cannot write the man page")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line a person can act on: the chain of causes joined with ": ", each said once (an error
+/// that already quotes its source, like "cannot read X: No such file", does not repeat it), and
+/// line breaks inside a cause (a TOML parser's report) folded into spaces.
+fn one_sentence(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain().map(|c| c.to_string()) {
+        let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
+        if message.contains(&cause) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&cause);
+    }
+    message
 }
 
 /// sysexits(3) EX_CONFIG, which systemd shows as `status=78/CONFIG`; the units do not restart on it.
@@ -117,16 +168,12 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => lifecycle::run(flags),
         Command::CheckConfig => check_config::run(&flags),
+        Command::Man { dir } => man_pages(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
-            // One sentence a person can act on; the chain of causes joined on one line.
-            let message = error
-                .chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
+            let message = one_sentence(&error);
             // Under systemd the line is marked as an error for the journal (`journalctl -p err`).
             let priority = if logging::stderr_is_journal() {
                 "<3>"
@@ -140,5 +187,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_sentence;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read /x.toml: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_said_once_on_one_line() {
+        let missing = std::io::Error::from_raw_os_error(2);
+        let error = anyhow::Error::new(Quoting { source: missing }).context("cannot start");
+        let line = one_sentence(&error);
+        assert_eq!(line.matches("os error 2").count(), 1, "{line}");
+        assert!(
+            line.starts_with("cannot start: cannot read /x.toml: "),
+            "{line}"
+        );
+        let multi = anyhow::anyhow!("TOML parse error at line 2\n  |\n2 | x =\n  |    ^");
+        assert!(!one_sentence(&multi).contains('\n'));
     }
 }

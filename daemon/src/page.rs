@@ -81,6 +81,8 @@ pub struct CallbackOutcome<'a> {
     pub details: &'a [String],
     /// Whether to offer "Back to kited": only where the token page is reachable (loopback).
     pub home_link: bool,
+    /// Whether that link goes straight to the page's paste box (a login kited did not start).
+    pub to_paste_box: bool,
 }
 
 /// The page the browser lands on after Kite's redirect. Never shows the token. Styled by
@@ -120,10 +122,10 @@ fn callback_html(ok: bool, outcome: &CallbackOutcome<'_>) -> String {
          <h2 id=\"callback-title\"><span class=\"mark\" aria-hidden=\"true\">{mark}</span> {title}</h2>\
          <p id=\"callback-message\" class=\"message\">{message}</p>{details}{home}\
          </section></main></body></html>\n",
-        home = if outcome.home_link {
-            "<p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/\">Back to kited</a></p>"
-        } else {
-            ""
+        home = match (outcome.home_link, outcome.to_paste_box) {
+            (true, true) => "<p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/#step-paste\">Paste it on the kited page</a></p>",
+            (true, false) => "<p class=\"actions\"><a id=\"back\" class=\"button primary\" href=\"/\">Back to kited</a></p>",
+            (false, _) => "",
         },
         title = escape(outcome.title),
         message = rich(outcome.message),
@@ -176,6 +178,7 @@ mod tests {
                 message: "<script>alert(1)</script>",
                 details: &details,
                 home_link: true,
+                to_paste_box: false,
             },
         );
         assert!(!html.contains("<script>alert"), "{html}");

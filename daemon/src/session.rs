@@ -164,7 +164,7 @@ impl Session {
             })
         });
         let hint = match (configured, state) {
-            (false, _) => "Set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file), then restart kited; `kited check-config` shows what it sees.".to_string(),
+            (false, _) => "Run `kitectl setup` (or set KITE_API_KEY and KITE_API_SECRET, or kite.api_key and kite.api_secret_file), then restart kited; `kited check-config` shows what it sees.".to_string(),
             (true, TokenState::Valid) => {
                 "Nothing to do: programs can run `kitectl get-token`.".into()
             }

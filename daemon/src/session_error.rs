@@ -8,7 +8,7 @@ use kite_proto::{ErrorKind, WireError};
 /// Why a session operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("kited has no Kite api key or api secret: set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file in {0})")]
+    #[error("kited has no Kite api key or api secret: run `kitectl setup`, or set KITE_API_KEY and KITE_API_SECRET (or kite.api_key and kite.api_secret_file in {0}), then restart kited")]
     NotConfigured(String),
     #[error("no valid Kite token ({0}): log in with `kitectl login --open`")]
     LoginRequired(String),

@@ -6,6 +6,7 @@ use crate::page;
 use crate::public::HostKind;
 use crate::reply::{detail, error_status, json_response, Body};
 use crate::session::Session;
+use crate::session_error::SessionError;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use kite_proto::EventKind;
@@ -33,6 +34,40 @@ pub async fn callback(session: &Session, query: &str, host: HostKind) -> Respons
                     message: &message,
                     details: &details,
                     home_link,
+                    to_paste_box: false,
+                },
+            )
+        }
+        Err(SessionError::BadState) if !has_param(query, "state") => {
+            // Kite's redirect for a login kited did not start (a bookmarked login URL, Kite's
+            // developer console): without kited's `state` it cannot be trusted automatically,
+            // but the person who started it can paste it, which works.
+            tracing::warn!("browser callback without kited's state: pointing to the paste box");
+            let details = if home_link {
+                vec![
+                    "If you started this login yourself, copy this page's address (it holds the \
+                     request_token) and paste it into step 3 of the kited page: that works."
+                        .to_string(),
+                    "Next time, start from Log in with Kite on the kited page, or \
+                     `kitectl login --open`."
+                        .to_string(),
+                ]
+            } else {
+                vec![
+                    "If you started this login yourself, copy this page's address and paste it \
+                     into `kitectl exchange` on the machine running kited."
+                        .to_string(),
+                ]
+            };
+            page::callback_page(
+                StatusCode::BAD_REQUEST,
+                &page::CallbackOutcome {
+                    title: "Login failed",
+                    message: "This login did not start from kited, so kited did not take the \
+                              token by itself.",
+                    details: &details,
+                    home_link,
+                    to_paste_box: true,
                 },
             )
         }
@@ -54,10 +89,18 @@ pub async fn callback(session: &Session, query: &str, host: HostKind) -> Respons
                     message: &sentence(&e.to_string()),
                     details: &details,
                     home_link,
+                    to_paste_box: false,
                 },
             )
         }
     }
+}
+
+/// Whether the query string has the parameter `name` (with any value).
+fn has_param(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(name))
 }
 
 /// The message with a capital first letter, as the page's headline.

@@ -10,6 +10,7 @@ mod helper;
 
 mod demo;
 mod events;
+mod first_hour;
 mod foundation;
 mod install;
 mod remote;
