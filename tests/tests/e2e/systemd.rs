@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kite_proto::TokenState;
 use kite_tests::harness::{bin, eventually};
-use kite_tests::{follow_browser_login, Daemon};
+use kite_tests::{follow_browser_login, Daemon, DaemonBuilder};
 use rustix::process::Signal;
 use serde_json::{json, Value};
 
@@ -43,6 +43,15 @@ impl NotifySocket {
             socket,
             received: Vec::new(),
         }
+    }
+
+    /// Starts `builder`'s daemon reporting to a new notify socket; returns the daemon, the
+    /// socket and the READY=1 datagram once it arrived.
+    fn start(builder: DaemonBuilder) -> (Daemon, NotifySocket, String) {
+        let mut notify = NotifySocket::new();
+        let daemon = builder.env("NOTIFY_SOCKET", notify.path()).start();
+        let ready = notify.wait_for("READY=1", || daemon.log());
+        (daemon, notify, ready)
     }
 
     fn path(&self) -> &str {
@@ -182,12 +191,7 @@ fn sigterm_right_after_ready_is_a_clean_stop() {
 #[test]
 fn status_line_follows_the_token() {
     let sim = sim();
-    let mut notify = NotifySocket::new();
-    let daemon = Daemon::builder(&sim)
-        .config_toml(QUIET)
-        .env("NOTIFY_SOCKET", notify.path())
-        .start();
-    let ready = notify.wait_for("READY=1", || daemon.log());
+    let (daemon, mut notify, ready) = NotifySocket::start(Daemon::builder(&sim).config_toml(QUIET));
     assert!(ready.contains("login required"), "{ready:?}");
     let token = browser_login(&daemon).token;
     let deadline = Instant::now() + NOTIFY_DEADLINE;
@@ -253,17 +257,13 @@ fn wrong_credential_secret_fails_the_login() {
 #[test]
 fn sighup_reloads_origins_and_warn_windows_keeping_token_and_socket() {
     let sim = sim();
-    let mut notify = NotifySocket::new();
     let config = |origin: &str, warn: &str| {
         format!(
             "{QUIET}[http]\nallowed_origins = [\"{origin}\"]\n[expiry]\nwarn_before = [\"{warn}\"]\n"
         )
     };
-    let mut daemon = Daemon::builder(&sim)
-        .config_toml(&config("http://a.example", "1m"))
-        .env("NOTIFY_SOCKET", notify.path())
-        .start();
-    notify.wait_for("READY=1", || daemon.log());
+    let (mut daemon, mut notify, _) =
+        NotifySocket::start(Daemon::builder(&sim).config_toml(&config("http://a.example", "1m")));
     let pid = daemon.pid();
     let token = browser_login(&daemon).token;
     assert_eq!(status(&daemon).state, TokenState::Valid);
@@ -397,16 +397,14 @@ impl EventLines {
 #[test]
 fn sighup_with_a_bad_reminder_is_refused_and_the_old_schedule_kept() {
     let sim = sim();
-    let mut notify = NotifySocket::new();
     let every_second = format!("{QUIET}[expiry]\nreminder = \"*/1 * * * * *\"\n");
     // Monday 2026-11-23, a trading day, before the default reminder time: only the configured
     // every-second reminder can fire within the test.
-    let daemon = Daemon::builder(&sim)
-        .config_toml(&every_second)
-        .env("KITED_FAKE_NOW", "2026-11-23T07:00:00+05:30")
-        .env("NOTIFY_SOCKET", notify.path())
-        .start();
-    notify.wait_for("READY=1", || daemon.log());
+    let (daemon, mut notify, _) = NotifySocket::start(
+        Daemon::builder(&sim)
+            .config_toml(&every_second)
+            .env("KITED_FAKE_NOW", "2026-11-23T07:00:00+05:30"),
+    );
     let mut events = EventLines::subscribe(&daemon);
     events.expect("login_required", Duration::from_secs(5));
 
@@ -434,12 +432,7 @@ fn sighup_with_a_bad_reminder_is_refused_and_the_old_schedule_kept() {
 #[test]
 fn sighup_moves_the_callback_url_to_a_new_public_url() {
     let sim = sim();
-    let mut notify = NotifySocket::new();
-    let daemon = Daemon::builder(&sim)
-        .config_toml(QUIET)
-        .env("NOTIFY_SOCKET", notify.path())
-        .start();
-    notify.wait_for("READY=1", || daemon.log());
+    let (daemon, mut notify, _) = NotifySocket::start(Daemon::builder(&sim).config_toml(QUIET));
     let route = |daemon: &Daemon| {
         let reply = daemon.http("GET", "/api/token/callback-url", &[], b"");
         assert_eq!(reply.status, 200, "{}", reply.text());
@@ -776,13 +769,11 @@ fn journal_lines_have_priorities_and_no_timestamps_or_colours() {
 #[test]
 fn watchdog_pings_only_when_asked_for_this_process() {
     let sim = sim();
-    let mut notify = NotifySocket::new();
-    let daemon = Daemon::builder(&sim)
-        .config_toml(QUIET)
-        .env("NOTIFY_SOCKET", notify.path())
-        .env("WATCHDOG_USEC", "200000")
-        .start();
-    notify.wait_for("READY=1", || daemon.log());
+    let (daemon, mut notify, _) = NotifySocket::start(
+        Daemon::builder(&sim)
+            .config_toml(QUIET)
+            .env("WATCHDOG_USEC", "200000"),
+    );
     let pings = notify
         .drain(Duration::from_millis(700))
         .iter()
@@ -791,15 +782,13 @@ fn watchdog_pings_only_when_asked_for_this_process() {
     assert!(pings >= 3, "WATCHDOG=1 every 100 ms; got {pings}");
     drop(daemon);
 
-    // WATCHDOG_PID names another process: not ours to ping for.
-    let mut notify = NotifySocket::new();
-    let daemon = Daemon::builder(&sim)
-        .config_toml(QUIET)
-        .env("NOTIFY_SOCKET", notify.path())
-        .env("WATCHDOG_USEC", "200000")
-        .env("WATCHDOG_PID", "1")
-        .start();
-    notify.wait_for("READY=1", || daemon.log());
+    // WATCHDOG_PID names another process: not ours to ping for (the daemon runs meanwhile).
+    let (_daemon, mut notify, _) = NotifySocket::start(
+        Daemon::builder(&sim)
+            .config_toml(QUIET)
+            .env("WATCHDOG_USEC", "200000")
+            .env("WATCHDOG_PID", "1"),
+    );
     let pings: Vec<String> = notify.drain(Duration::from_millis(400));
     assert!(
         !pings.iter().any(|m| m.contains("WATCHDOG=1")),
