@@ -121,6 +121,14 @@ Examples:
         #[arg(value_name = "CALLBACK_URL|REQUEST_TOKEN", value_parser = not_empty)]
         value: Option<String>,
     },
+    /// Send one test message through every push channel (Telegram, ntfy) and say how each went.
+    #[command(after_help = "\
+Example:
+  kitectl push-test           telegram: ok
+                              ntfy: failed: HTTP 401: unauthorized
+
+Exit 0 when every channel delivered, 1 otherwise (or when none is configured).")]
+    PushTest,
     /// Invalidate the token at Kite and forget it.
     #[command(after_help = "Example:\n  kitectl logout")]
     Logout,

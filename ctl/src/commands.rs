@@ -6,7 +6,7 @@ use crate::exit::{self, note, print, Failure};
 use clap::CommandFactory;
 use kite_proto::message::{
     Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl, LoginUrls, Logout, Ping,
-    Shutdown, Status, Watch,
+    PushResults, PushTest, Shutdown, Status, Watch,
 };
 use kite_proto::{Event, TokenStatus};
 use serde_json::Value;
@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Login { open, wait, .. } => login(&target, open, wait),
         Command::Exchange { value } => exchange(&target, value.as_deref()),
         Command::Logout => logout(&target),
+        Command::PushTest => push_test(&target),
         Command::Env { wait } => env(&target, wait),
         Command::Exec { wait, command } => exec(&target, wait, &command),
         Command::Watch { json } => watch(&target, json),
@@ -310,6 +311,35 @@ fn exchange(target: &Target, value: Option<&str>) -> Outcome {
         note(crate::paste::ARGV_WARNING);
     }
     Ok(())
+}
+
+/// How long `push-test` waits: the daemon gives each channel one try of up to 10 s, all at once.
+const PUSH_TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `push-test`: one line per channel; exit 1 unless every channel delivered.
+fn push_test(target: &Target) -> Outcome {
+    let mut client = connect(target)?;
+    client.set_read_timeout(Some(PUSH_TEST_TIMEOUT))?;
+    let PushResults { results } = client.call(PushTest {})?;
+    let mut out = String::new();
+    for result in &results {
+        match &result.error {
+            None => out.push_str(&format!("{}: ok\n", result.channel)),
+            Some(error) => out.push_str(&format!(
+                "{}: failed: {}\n",
+                result.channel,
+                exit::one_line(error)
+            )),
+        }
+    }
+    print(out.as_bytes())?;
+    match results.iter().filter(|r| !r.ok).count() {
+        0 => Ok(()),
+        n => Err(Failure::Local(format!(
+            "{n} of {} push channels failed",
+            results.len()
+        ))),
+    }
 }
 
 /// `logout`.

@@ -94,6 +94,9 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         ),
+        ("push.events", config.push.events.join(", ")),
+        ("push.telegram", describe_telegram(&config)),
+        ("push.ntfy", describe_ntfy(&config)),
         ("callback URL", callback.clone()),
     ];
     for (key, value) in rows {
@@ -165,6 +168,25 @@ fn describe_secret(config: &Config) -> (String, bool, Option<PathBuf>) {
             None,
         ),
         SecretSource::Missing => ("missing".to_string(), false, None),
+    }
+}
+
+/// The `push.telegram` row: the chat and where the bot token comes from, never the token.
+fn describe_telegram(config: &Config) -> String {
+    match &config.push.telegram {
+        Some(t) => format!(
+            "chat {} via {}; bot token {}",
+            t.chat_id, t.api_root, t.token_source
+        ),
+        None => "(not configured)".into(),
+    }
+}
+
+/// The `push.ntfy` row: the topic URL and whether an access token is set.
+fn describe_ntfy(config: &Config) -> String {
+    match &config.push.ntfy {
+        Some(n) => format!("{}; access token {}", n.url, n.token_source),
+        None => "(not configured)".into(),
     }
 }
 

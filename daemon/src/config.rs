@@ -2,6 +2,7 @@
 
 use crate::config_file::{File, FileExpiry};
 use crate::public::PublicUrl;
+use crate::push::settings::PushSettings;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
@@ -44,6 +45,12 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("cannot read api secret file {path}: {source}")]
     Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {key} {path}: {source}")]
+    SecretFile {
+        key: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -96,6 +103,8 @@ pub struct Config {
     pub expiry: Expiry,
     pub notify: Notify,
     pub env_file: Option<PathBuf>,
+    /// Phone push channels (Telegram, ntfy) and the events they carry.
+    pub push: PushSettings,
     pub testing: Testing,
 }
 
@@ -336,6 +345,7 @@ impl Config {
                     .unwrap_or_else(|| default_open_command(env("INVOCATION_ID").is_some())),
             },
             env_file: file.hooks.env_file.clone(),
+            push: PushSettings::resolve(&file.push, &env)?,
             testing: resolve_testing(&env)?,
         })
     }

@@ -23,6 +23,8 @@ pub struct File {
     pub notify: FileNotify,
     #[serde(default)]
     pub hooks: FileHooks,
+    #[serde(default)]
+    pub push: crate::push::settings::FilePush,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,6 +90,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     tasks.spawn(crate::notify::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::hooks::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::store_health::run(session.clone(), shutdown.clone()));
+    tasks.spawn(crate::push::run(session.clone(), shutdown.clone()));
     // Both listeners are bound (connections queue in their backlogs until the tasks accept), so
     // this is the moment `systemctl start` may return and clients may connect.
     systemd::ready(&systemd::status_line(&session));

@@ -29,6 +29,7 @@ mod peer_gone;
 mod peer_uid;
 mod plan;
 mod public;
+mod push;
 mod reply;
 mod requests;
 mod routes;

@@ -3,7 +3,8 @@
 
 use crate::session::{Session, SessionError};
 use kite_proto::message::{
-    Ack, Exchange, GetToken, IssuedToken, LoginUrls, Pong, Shutdown, Status, StatusReport, Watch,
+    Ack, Exchange, GetToken, IssuedToken, LoginUrls, Pong, PushResult, PushResults, Shutdown,
+    Status, StatusReport, Watch,
 };
 use kite_proto::{answer_line, Answer, Call, ErrorKind, Request, WireError};
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub async fn answer(session: &Session, request: Request) -> String {
         Request::LoginLink(_) => {
             line::<kite_proto::message::LoginLink>(&crate::login_link::issue(session).map_err(wire))
         }
+        Request::PushTest(_) => line::<kite_proto::message::PushTest>(&push_test(session).await),
         Request::Exchange(request) => line::<Exchange>(&exchange(session, request).await),
         Request::Logout(_) => line::<kite_proto::message::Logout>(&logout(session).await),
         Request::Watch(_) => line::<Watch>(&Ok(Ack {})),
@@ -55,6 +57,27 @@ pub async fn get_token(session: &Session, request: GetToken) -> Answer<IssuedTok
         api_key: token.api_key,
         expires_at: token.expires_at,
     })
+}
+
+/// One test message through every push channel; `bad_request` when there is none.
+pub async fn push_test(session: &Session) -> Answer<PushResults> {
+    if !session.config().push.any() {
+        return Err(WireError::new(
+            ErrorKind::BadRequest,
+            "no push channel configured: add [push.telegram] or [push.ntfy] to the config \
+             file (see \"Log in from your phone\" in the operations guide)",
+        ));
+    }
+    let results = crate::push::test(session)
+        .await
+        .into_iter()
+        .map(|r| PushResult {
+            channel: r.channel.to_string(),
+            ok: r.error.is_none(),
+            error: r.error,
+        })
+        .collect();
+    Ok(PushResults { results })
 }
 
 pub fn login_url(session: &Session) -> Answer<LoginUrls> {

@@ -69,7 +69,10 @@ impl Event {
                 } else {
                     user_name
                 };
-                format!("Logged in as {who} until {}", until(expires_at, &self.at))
+                format!(
+                    "Logged in as {who} until {}",
+                    until(expires_at, &self.at, "")
+                )
             }
             EventKind::TokenExpiring { minutes_left, .. } => format!(
                 "Kite token expires in {minutes_left} minute{}",
@@ -86,12 +89,12 @@ impl Event {
 }
 
 /// "06:00 today", "06:00 tomorrow" or "06:00 on Tue 24 Nov", seen from the moment `now`, both
-/// RFC 3339 in the daemon's offset (IST).
-fn until(expires_at: &str, now: &str) -> String {
+/// RFC 3339 in the daemon's offset (IST); `zone` goes after the time (" IST").
+pub fn until(expires_at: &str, now: &str, zone: &str) -> String {
     match (parse_time(expires_at), parse_time(now)) {
         (Some(end), Some(now)) => {
             let days = (end.date_naive() - now.date_naive()).num_days();
-            let time = end.format("%H:%M");
+            let time = format!("{}{zone}", end.format("%H:%M"));
             match days {
                 0 => format!("{time} today"),
                 1 => format!("{time} tomorrow"),
@@ -103,7 +106,7 @@ fn until(expires_at: &str, now: &str) -> String {
 }
 
 /// "06:00" from an RFC 3339 time (the text itself if it is not one).
-fn short_time(time: &str) -> String {
+pub fn short_time(time: &str) -> String {
     parse_time(time).map_or_else(|| time.to_string(), |t| t.format("%H:%M").to_string())
 }
 

@@ -52,6 +52,8 @@ requests! {
     LoginUrl -> LoginUrls;
     /// A login link for a phone (needs `http.public_url`).
     LoginLink -> IssuedLink;
+    /// One test message through every push channel, one try each.
+    PushTest -> PushResults;
     /// Trade a request token (or the whole callback URL) for an access token.
     Exchange -> StatusReport;
     /// Invalidate the token at Kite and remove it here.
@@ -80,6 +82,9 @@ pub struct LoginUrl {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginLink {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTest {}
 
 /// Exactly one of the two is expected; the daemon says so otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +154,23 @@ impl fmt::Debug for IssuedLink {
             .field("expires_at", &self.expires_at)
             .finish()
     }
+}
+
+/// `push_test`'s answer: `{"ok":true,"results":[{"channel":"telegram","ok":true}, …]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResults {
+    pub results: Vec<PushResult>,
+}
+
+/// One push channel's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// `telegram` or `ntfy`.
+    pub channel: String,
+    pub ok: bool,
+    /// Why it failed (never a token or a channel URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `login_url`'s answer.
@@ -285,6 +307,7 @@ mod tests {
             .into(),
             LoginUrl {}.into(),
             LoginLink {}.into(),
+            PushTest {}.into(),
             Exchange {
                 request_token: Some("abc".into()),
                 callback_url: None,
@@ -347,6 +370,27 @@ mod tests {
                         })),
                         json!({"ok": true, "link": "https://kite.example.com/login?t=1-ab",
                                "expires_at": "2026-11-24T06:00:00+05:30"}),
+                    ),
+                    Request::PushTest(_) => (
+                        json!({"op": "push_test"}),
+                        answer_line::<PushResults>(&Ok(PushResults {
+                            results: vec![
+                                PushResult {
+                                    channel: "telegram".into(),
+                                    ok: true,
+                                    error: None,
+                                },
+                                PushResult {
+                                    channel: "ntfy".into(),
+                                    ok: false,
+                                    error: Some("HTTP 401: unauthorized".into()),
+                                },
+                            ],
+                        })),
+                        json!({"ok": true, "results": [
+                            {"channel": "telegram", "ok": true},
+                            {"channel": "ntfy", "ok": false, "error": "HTTP 401: unauthorized"},
+                        ]}),
                     ),
                     Request::Exchange(Exchange {
                         request_token,
@@ -431,6 +475,14 @@ mod tests {
             expires_at: "t".into(),
         };
         assert_eq!(round_trip::<LoginLink>(link.clone()), link);
+        let results = PushResults {
+            results: vec![PushResult {
+                channel: "ntfy".into(),
+                ok: false,
+                error: Some("no answer within 10s".into()),
+            }],
+        };
+        assert_eq!(round_trip::<PushTest>(results.clone()), results);
         assert_eq!(round_trip::<Logout>(Ack {}), Ack {});
         assert_eq!(round_trip::<Watch>(Ack {}), Ack {});
         assert_eq!(round_trip::<Shutdown>(Ack {}), Ack {});
@@ -521,6 +573,7 @@ mod tests {
             Just(Status {}.into()),
             Just(LoginUrl {}.into()),
             Just(LoginLink {}.into()),
+            Just(PushTest {}.into()),
             Just(Logout {}.into()),
             Just(Watch {}.into()),
             Just(Shutdown {}.into()),

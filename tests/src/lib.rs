@@ -5,6 +5,9 @@
 pub mod caddy;
 pub mod harness;
 pub mod http_client;
+pub mod ntfy_sim;
+pub mod push_sim;
+pub mod telegram_sim;
 pub mod terminal;
 pub mod user_manager;
 pub mod webdriver;

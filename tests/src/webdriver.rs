@@ -106,6 +106,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session; `name` prefixes the screenshots.
     /// Panics with [`INSTALL_HINT`] when the browser is not installed.
     pub fn launch(name: &str) -> Browser {
+        Browser::launch_with_args(name, &[])
+    }
+
+    /// [`Browser::launch`] with extra Chromium switches (e.g. `--host-resolver-rules=…`).
+    pub fn launch_with_args(name: &str, extra_args: &[String]) -> Browser {
         let missing = missing();
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|p| p.display().to_string()).collect();
@@ -125,7 +130,7 @@ impl Browser {
             .expect("cannot create a Chromium profile dir");
         let mut last_error = String::new();
         for attempt in 0..LAUNCH_ATTEMPTS {
-            match start_session(&runtime, dir.path(), attempt) {
+            match start_session(&runtime, dir.path(), attempt, extra_args) {
                 Ok((driver, client)) => {
                     let artifacts = artifacts_dir();
                     let _ = fs::create_dir_all(&artifacts);
@@ -364,6 +369,7 @@ fn start_session(
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
     attempt: u32,
+    extra_args: &[String],
 ) -> Result<(Child, Client), String> {
     let driver_path = chromedriver_path();
     let port = free_port();
@@ -408,7 +414,7 @@ fn start_session(
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-    let capabilities = json!({
+    let mut capabilities = json!({
         "browserName": "chrome",
         "pageLoadStrategy": "normal",
         "timeouts": {"implicit": 0, "pageLoad": PAGE_LOAD.as_millis() as u64, "script": 10_000},
@@ -432,6 +438,9 @@ fn start_session(
             ],
         },
     });
+    if let Some(args) = capabilities["goog:chromeOptions"]["args"].as_array_mut() {
+        args.extend(extra_args.iter().cloned().map(Value::from));
+    }
     let Value::Object(capabilities) = capabilities else {
         unreachable!("a JSON object literal")
     };

@@ -12,6 +12,7 @@
 mod helper;
 
 mod page;
+mod phone;
 mod widgets;
 
 use kite_tests::webdriver::{self, INSTALL_HINT};
@@ -26,6 +27,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "page::browser_paste_box_and_reveal",
         page::browser_paste_box_and_reveal,
+    ),
+    (
+        "phone::phone_day_expiry_push_then_login_from_the_phone_through_caddy",
+        phone::phone_day_expiry_push_then_login_from_the_phone_through_caddy,
     ),
     (
         "widgets::browser_widgets_from_another_origin",

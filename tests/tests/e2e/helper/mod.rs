@@ -2,6 +2,7 @@
 //! questions (`get_token`, `status`) most tests ask, and waits on child processes. Each test
 //! module keeps only what is its own.
 
+pub mod phone;
 mod process;
 mod web;
 

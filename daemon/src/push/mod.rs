@@ -1,0 +1,306 @@
+//! Phone push: token events to Telegram and ntfy. Each delivery to each channel is its own task
+//! with a few bounded retries, so a slow or dead channel holds up nothing else; with nothing to
+//! send, nothing here runs (no timer, no idle connection).
+
+pub mod message;
+mod ntfy;
+pub mod settings;
+mod telegram;
+
+use crate::session::Session;
+use message::Message;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use settings::PushSettings;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Tries per message: the first and two retries.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// All tries of one message fit in this window; a retry that would start later is dropped (a
+/// login reminder a quarter of an hour late is noise, and the next event sends a fresh one).
+pub const RETRY_WINDOW: Duration = Duration::from_secs(60);
+/// One try may take this long: both services answer in well under a second when healthy.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits before the second and third try when the service did not say how long to wait.
+const BACKOFF: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(5)];
+
+/// Why one try failed. Messages never contain a channel's token or URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach the service: {0}")]
+    Network(String),
+    #[error("HTTP {status}: {detail}")]
+    Status {
+        status: u16,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl SendError {
+    /// A failed request, described without its URL (a Telegram URL holds the bot token) and
+    /// with every secret in `redact` blotted out of the cause chain.
+    fn from_reqwest(error: reqwest::Error, redact: &[&str]) -> SendError {
+        if error.is_timeout() {
+            return SendError::Timeout(ATTEMPT_TIMEOUT);
+        }
+        let error = error.without_url();
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        SendError::Network(blot(&text, redact))
+    }
+
+    fn status(status: u16, detail: &str, retry_after: Option<Duration>, redact: &[&str]) -> Self {
+        let detail: String = blot(detail, redact).chars().take(200).collect();
+        SendError::Status {
+            status,
+            detail,
+            retry_after,
+        }
+    }
+
+    /// Timeouts, unreachable services, 5xx and 429 may pass; any other answer will not.
+    fn is_transient(&self) -> bool {
+        match self {
+            SendError::Timeout(_) | SendError::Network(_) => true,
+            SendError::Status { status, .. } => *status == 429 || *status >= 500,
+            SendError::Config(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// `text` with every non-empty secret replaced by `<redacted>`.
+fn blot(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |text, secret| {
+            text.replace(secret, "<redacted>")
+        })
+}
+
+/// A `Retry-After: SECONDS` header.
+fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// One configured channel.
+#[derive(Debug, Clone)]
+enum Channel {
+    Telegram(settings::TelegramSettings),
+    Ntfy(settings::NtfySettings),
+}
+
+impl Channel {
+    fn all(settings: &PushSettings) -> Vec<Channel> {
+        let telegram = settings.telegram.clone().map(Channel::Telegram);
+        let ntfy = settings.ntfy.clone().map(Channel::Ntfy);
+        telegram.into_iter().chain(ntfy).collect()
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Channel::Telegram(_) => "telegram",
+            Channel::Ntfy(_) => "ntfy",
+        }
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        match self {
+            Channel::Telegram(settings) => telegram::send(client, settings, message, timeout).await,
+            Channel::Ntfy(settings) => ntfy::send(client, settings, message, timeout).await,
+        }
+    }
+}
+
+/// The HTTP client for every channel. No pooled idle connection: one would wake the idle
+/// daemon later only to be closed.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(ATTEMPT_TIMEOUT)
+        .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("reqwest client with static settings")
+}
+
+/// Sends every event `push.events` names to every configured channel, until `shutdown`.
+pub async fn run(session: Session, shutdown: CancellationToken) {
+    let mut events = session.events().subscribe();
+    let client = http_client();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(RecvError::Lagged(n)) => { tracing::warn!("push missed {n} events"); continue }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let config = session.config();
+        if !config.push.any() || !config.push.wants(event.kind.name()) {
+            continue;
+        }
+        let message = message::compose(&event, &session);
+        for channel in Channel::all(&config.push) {
+            let client = client.clone();
+            let message = message.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = deliver(&channel, &client, &message) => {}
+                }
+            });
+        }
+    }
+}
+
+/// Up to [`MAX_ATTEMPTS`] tries within [`RETRY_WINDOW`], waiting what the service asked for
+/// (Telegram's `retry_after`) or [`BACKOFF`]. The outcome is logged once.
+async fn deliver(channel: &Channel, client: &reqwest::Client, message: &Message) {
+    let name = channel.name();
+    let started = Instant::now();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let left = RETRY_WINDOW.saturating_sub(started.elapsed());
+        let error = match channel
+            .send(client, message, ATTEMPT_TIMEOUT.min(left))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!("push: {name} delivered {} (try {attempt})", message.event);
+                return;
+            }
+            Err(error) => error,
+        };
+        if !error.is_transient() {
+            tracing::warn!(
+                "push: {name} refused {}: {error}; not retrying",
+                message.event
+            );
+            return;
+        }
+        if attempt == MAX_ATTEMPTS {
+            tracing::warn!(
+                "push: {name} failed {} after {MAX_ATTEMPTS} tries: {error}",
+                message.event
+            );
+            return;
+        }
+        let wait = error
+            .retry_after()
+            .unwrap_or(BACKOFF[(attempt - 1) as usize]);
+        if started.elapsed() + wait >= RETRY_WINDOW {
+            tracing::warn!(
+                "push: {name} failed {}: {error}; a retry in {wait:?} would be too late, giving up",
+                message.event
+            );
+            return;
+        }
+        tracing::info!(
+            "push: {name} try {attempt} for {} failed ({error}); retrying in {wait:?}",
+            message.event
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One channel's answer to `push_test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub channel: &'static str,
+    pub error: Option<String>,
+}
+
+/// Sends the test message once (no retries) through every channel at the same time.
+pub async fn test(session: &Session) -> Vec<TestResult> {
+    let config = session.config();
+    let message = message::test(session);
+    let client = http_client();
+    let tasks: Vec<_> = Channel::all(&config.push)
+        .into_iter()
+        .map(|channel| {
+            let client = client.clone();
+            let message = message.clone();
+            tokio::spawn(async move {
+                let outcome = channel.send(&client, &message, ATTEMPT_TIMEOUT).await;
+                if let Err(e) = &outcome {
+                    tracing::warn!("push test: {} failed: {e}", channel.name());
+                }
+                TestResult {
+                    channel: channel.name(),
+                    error: outcome.err().map(|e| e.to_string()),
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(result) = task.await {
+            results.push(result);
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_blotted_out() {
+        assert_eq!(
+            blot(
+                "error for https://api/bot123:abc/sendMessage",
+                &["123:abc", ""]
+            ),
+            "error for https://api/bot<redacted>/sendMessage"
+        );
+    }
+
+    #[test]
+    fn what_is_retried() {
+        let status = |status| SendError::Status {
+            status,
+            detail: String::new(),
+            retry_after: None,
+        };
+        assert!(status(429).is_transient());
+        assert!(status(500).is_transient() && status(503).is_transient());
+        assert!(!status(400).is_transient() && !status(401).is_transient());
+        assert!(!status(403).is_transient() && !status(404).is_transient());
+        assert!(SendError::Timeout(ATTEMPT_TIMEOUT).is_transient());
+        assert!(SendError::Network("refused".into()).is_transient());
+    }
+}

@@ -1,0 +1,367 @@
+//! The `[push]` config tables: which events go out, and the Telegram and ntfy channels with
+//! their tokens (from a file, systemd's credentials directory, or the environment).
+
+use crate::config::ConfigError;
+use crate::token::Secret;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Every event a channel may carry; `order_update` only when asked for.
+const EVENT_NAMES: &[&str] = &[
+    "login_required",
+    "token_expiring",
+    "token_expired",
+    "token_invalidated",
+    "token_new",
+    "order_update",
+];
+/// What a phone hears about by default: every token event, no order chatter.
+const DEFAULT_EVENTS: &[&str] = &[
+    "login_required",
+    "token_expiring",
+    "token_expired",
+    "token_invalidated",
+    "token_new",
+];
+pub const DEFAULT_TELEGRAM_API_ROOT: &str = "https://api.telegram.org";
+/// The names systemd's `LoadCredential=` gives the channel tokens.
+pub const TELEGRAM_CREDENTIAL: &str = "telegram-bot-token";
+pub const NTFY_CREDENTIAL: &str = "ntfy-token";
+pub const TELEGRAM_TOKEN_ENV: &str = "KITED_TELEGRAM_BOT_TOKEN";
+pub const NTFY_TOKEN_ENV: &str = "KITED_NTFY_TOKEN";
+
+/// The resolved `[push]` section.
+#[derive(Debug, Clone, Default)]
+pub struct PushSettings {
+    /// Event names to send, checked against the known ones.
+    pub events: Vec<String>,
+    pub telegram: Option<TelegramSettings>,
+    pub ntfy: Option<NtfySettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub bot_token: Secret,
+    pub token_source: TokenSource,
+    pub chat_id: String,
+    /// No trailing slash.
+    pub api_root: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NtfySettings {
+    /// Server and topic: `https://ntfy.sh/kite-7f3a9c`.
+    pub url: String,
+    pub token: Option<Secret>,
+    pub token_source: TokenSource,
+}
+
+/// Where a channel token came from (`check-config` shows this, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Env(&'static str),
+    File(PathBuf),
+    Credential(PathBuf),
+    Missing,
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Env(var) => write!(f, "set ({var})"),
+            TokenSource::File(path) => write!(f, "set ({})", path.display()),
+            TokenSource::Credential(path) => {
+                write!(f, "set (systemd credential {})", path.display())
+            }
+            TokenSource::Missing => f.write_str("missing"),
+        }
+    }
+}
+
+impl PushSettings {
+    /// Whether any channel is configured.
+    pub fn any(&self) -> bool {
+        self.telegram.is_some() || self.ntfy.is_some()
+    }
+
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+
+    /// Resolves the file's `[push]` tables; a channel without its token (or chat id) is an error.
+    pub fn resolve(
+        file: &FilePush,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<PushSettings, ConfigError> {
+        let events = match &file.events {
+            Some(list) => {
+                for name in list {
+                    if !EVENT_NAMES.contains(&name.as_str()) {
+                        return Err(ConfigError::Invalid {
+                            key: "push.events",
+                            message: format!(
+                                "{name:?} is not an event; known: {}",
+                                EVENT_NAMES.join(", ")
+                            ),
+                        });
+                    }
+                }
+                list.clone()
+            }
+            None => DEFAULT_EVENTS.iter().map(|s| s.to_string()).collect(),
+        };
+        let telegram = file
+            .telegram
+            .as_ref()
+            .map(|t| resolve_telegram(t, env))
+            .transpose()?;
+        let ntfy = file
+            .ntfy
+            .as_ref()
+            .map(|n| resolve_ntfy(n, env))
+            .transpose()?;
+        Ok(PushSettings {
+            events,
+            telegram,
+            ntfy,
+        })
+    }
+}
+
+fn resolve_telegram(
+    file: &FileTelegram,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<TelegramSettings, ConfigError> {
+    let chat_id = match &file.chat_id {
+        Some(ChatId::Text(text)) if !text.trim().is_empty() => text.trim().to_string(),
+        Some(ChatId::Number(n)) => n.to_string(),
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "push.telegram.chat_id",
+                message: "is missing: the chat the bot writes to (see getUpdates in the \
+                          operations guide)"
+                    .into(),
+            })
+        }
+    };
+    let api_root = checked_url(
+        "push.telegram.api_root",
+        file.api_root
+            .as_deref()
+            .unwrap_or(DEFAULT_TELEGRAM_API_ROOT),
+    )?;
+    let (token, token_source) = resolve_token(
+        "push.telegram.bot_token_file",
+        file.bot_token_file.as_deref(),
+        TELEGRAM_CREDENTIAL,
+        TELEGRAM_TOKEN_ENV,
+        env,
+    )?;
+    let Some(bot_token) = token else {
+        return Err(ConfigError::Invalid {
+            key: "push.telegram.bot_token_file",
+            message: format!(
+                "no Telegram bot token: set bot_token_file, load the credential \
+                 {TELEGRAM_CREDENTIAL} (systemd) or set {TELEGRAM_TOKEN_ENV}"
+            ),
+        });
+    };
+    Ok(TelegramSettings {
+        bot_token,
+        token_source,
+        chat_id,
+        api_root,
+    })
+}
+
+fn resolve_ntfy(
+    file: &FileNtfy,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<NtfySettings, ConfigError> {
+    let url = match file.url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => checked_url("push.ntfy.url", url)?,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "push.ntfy.url",
+                message: "is missing: the server and topic, like https://ntfy.sh/kite-7f3a9c"
+                    .into(),
+            })
+        }
+    };
+    let (token, token_source) = resolve_token(
+        "push.ntfy.token_file",
+        file.token_file.as_deref(),
+        NTFY_CREDENTIAL,
+        NTFY_TOKEN_ENV,
+        env,
+    )?;
+    Ok(NtfySettings {
+        url,
+        token,
+        token_source,
+    })
+}
+
+/// An http(s) URL without a trailing slash.
+fn checked_url(key: &'static str, text: &str) -> Result<String, ConfigError> {
+    let text = text.trim().trim_end_matches('/');
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => {
+            Ok(text.to_string())
+        }
+        _ => Err(ConfigError::Invalid {
+            key,
+            message: format!("{text:?} is not an https:// URL"),
+        }),
+    }
+}
+
+/// A channel token: the environment, else the configured file, else systemd's credential.
+/// A blank token counts as none. A configured file that cannot be read is an error.
+fn resolve_token(
+    key: &'static str,
+    file: Option<&Path>,
+    credential: &str,
+    var: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Option<Secret>, TokenSource), ConfigError> {
+    let found = if let Some(value) = env(var) {
+        Some((value, TokenSource::Env(var)))
+    } else if let Some(path) = file {
+        let text = read_secret(key, path)?;
+        Some((text, TokenSource::File(path.to_path_buf())))
+    } else if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(credential);
+        match path.exists() {
+            true => Some((read_secret(key, &path)?, TokenSource::Credential(path))),
+            false => None,
+        }
+    } else {
+        None
+    };
+    Ok(match found {
+        Some((value, source)) if !value.trim().is_empty() => {
+            (Some(Secret::new(value.trim())), source)
+        }
+        _ => (None, TokenSource::Missing),
+    })
+}
+
+fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `[push]` as written in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePush {
+    events: Option<Vec<String>>,
+    telegram: Option<FileTelegram>,
+    ntfy: Option<FileNtfy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTelegram {
+    bot_token_file: Option<PathBuf>,
+    chat_id: Option<ChatId>,
+    api_root: Option<String>,
+}
+
+/// Telegram chat ids are numbers (negative for groups) or `@channelname`; TOML may hold either.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ChatId {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNtfy {
+    url: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(toml_text: &str, vars: &[(&str, &str)]) -> Result<PushSettings, ConfigError> {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            push: FilePush,
+        }
+        let file: Wrapper = toml::from_str(toml_text).unwrap();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PushSettings::resolve(&file.push, &move |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_channels() {
+        let settings = resolve("[push]\n", &[]).unwrap();
+        assert!(!settings.any());
+        assert!(settings.wants("token_new") && !settings.wants("order_update"));
+        let settings = resolve(
+            "[push.telegram]\nchat_id = 123456789\n[push.ntfy]\nurl = \"https://ntfy.sh/t/\"\n",
+            &[("KITED_TELEGRAM_BOT_TOKEN", "123:abc")],
+        )
+        .unwrap();
+        let telegram = settings.telegram.unwrap();
+        assert_eq!(telegram.chat_id, "123456789");
+        assert_eq!(telegram.bot_token.expose(), "123:abc");
+        assert_eq!(telegram.api_root, DEFAULT_TELEGRAM_API_ROOT);
+        let ntfy = settings.ntfy.unwrap();
+        assert_eq!(ntfy.url, "https://ntfy.sh/t");
+        assert!(ntfy.token.is_none());
+        assert_eq!(ntfy.token_source, TokenSource::Missing);
+    }
+
+    #[test]
+    fn tokens_from_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TELEGRAM_CREDENTIAL), "42:xyz\n").unwrap();
+        std::fs::write(dir.path().join(NTFY_CREDENTIAL), "tk_n\n").unwrap();
+        let dir_text = dir.path().to_str().unwrap();
+        let settings = resolve(
+            "[push.telegram]\nchat_id = \"@kite\"\n[push.ntfy]\nurl = \"https://ntfy.sh/t\"\n",
+            &[("CREDENTIALS_DIRECTORY", dir_text)],
+        )
+        .unwrap();
+        assert_eq!(settings.telegram.unwrap().bot_token.expose(), "42:xyz");
+        assert_eq!(settings.ntfy.unwrap().token.unwrap().expose(), "tk_n");
+    }
+
+    #[test]
+    fn a_channel_without_its_token_or_chat_is_an_error() {
+        let err = resolve("[push.telegram]\nchat_id = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("push.telegram.bot_token_file"), "{err}");
+        let err = resolve("[push.telegram]\n", &[("KITED_TELEGRAM_BOT_TOKEN", "1:a")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("push.telegram.chat_id"), "{err}");
+        let err = resolve("[push.ntfy]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("push.ntfy.url"), "{err}");
+        let err = resolve(
+            "[push.ntfy]\nurl = \"https://ntfy.sh/t\"\ntoken_file = \"/nonexistent/t\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/t"), "{err}");
+        let err = resolve("[push]\nevents = [\"token_nwe\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token_nwe"), "{err}");
+    }
+}
