@@ -228,16 +228,7 @@ pub fn https_client(port: u16) -> reqwest::blocking::Client {
 
 fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
     let status = response.status();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::push_sim::header_pairs(response.headers());
     let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
     HttpReply {
         status: status.as_u16(),

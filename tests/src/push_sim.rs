@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +16,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::harness::POLL_INTERVAL;
 
@@ -90,28 +88,14 @@ struct Shared {
     faults: VecDeque<PushFault>,
 }
 
-struct ServerThread {
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for ServerThread {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A running simulator server; clones share it, and it stops when the last one drops.
 #[derive(Clone)]
 pub struct SimServer {
     addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
-    _thread: Arc<ServerThread>,
+    /// One worker thread serves every connection; dropping the runtime ends them all, hung
+    /// requests included.
+    _runtime: Arc<tokio::runtime::Runtime>,
 }
 
 impl SimServer {
@@ -120,7 +104,9 @@ impl SimServer {
         let listener = StdTcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
             .enable_all()
             .build()
             .expect("a tokio runtime");
@@ -132,28 +118,11 @@ impl SimServer {
             requests: Vec::new(),
             faults: VecDeque::new(),
         }));
-        let service = Arc::new(service);
-        let (tx, rx) = oneshot::channel();
-        let server_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{name}-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        _ = accept_loop(listener, server_shared, service) => {}
-                        _ = rx => {}
-                    }
-                });
-                drop(runtime);
-            })
-            .expect("cannot start a simulator thread");
+        runtime.spawn(accept_loop(listener, shared.clone(), Arc::new(service)));
         SimServer {
             addr,
             shared,
-            _thread: Arc::new(ServerThread {
-                shutdown: Some(tx),
-                thread: Some(thread),
-            }),
+            _runtime: Arc::new(runtime),
         }
     }
 
@@ -201,6 +170,19 @@ impl SimServer {
     }
 }
 
+/// Headers as (lowercase name, value) pairs, in order.
+pub fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     shared: Arc<Mutex<Shared>>,
@@ -228,16 +210,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(req.headers());
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
