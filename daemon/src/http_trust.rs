@@ -9,6 +9,7 @@
 use crate::peer_uid::Caller;
 use crate::reply::{detail, Body};
 use crate::session::Session;
+use hyper::header::{self, HeaderMap};
 use hyper::{Response, StatusCode};
 use kite_proto::TokenStatus;
 
@@ -48,4 +49,18 @@ pub fn exchange_refusal(session: &Session, caller: &Caller) -> Option<Response<B
         );
     }
     None
+}
+
+/// Whether a browser sent this request for a page of another origin that is not in
+/// `http.allowed_origins`: a foreign `Origin`, or `Sec-Fetch-Site` saying so (an `<img>` or a
+/// script sends no `Origin`). `trusted_origin`: the `Origin` is this server's or allowed.
+pub fn from_foreign_page(headers: &HeaderMap, trusted_origin: bool) -> bool {
+    if trusted_origin {
+        return false;
+    }
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    headers.contains_key(header::ORIGIN) || matches!(fetch_site, "cross-site" | "same-site")
 }

@@ -2,6 +2,7 @@
 //! `GET /login` checks the ticket and sends the browser on to a fresh Kite login.
 
 use crate::clock;
+use crate::login_state::Asker;
 use crate::page;
 use crate::public::HostKind;
 use crate::session::{Session, SessionError};
@@ -55,7 +56,14 @@ pub fn serve(session: &Session, host: HostKind, query: &str) -> Response<Full<By
             );
         }
     }
-    match session.login_url() {
+    // A ticket kited issued vouches for the asker; on loopback anyone may ask, so the state
+    // goes with the other web ones.
+    let asker = if host == HostKind::Loopback {
+        Asker::Web
+    } else {
+        Asker::Trusted
+    };
+    match session.login_url_for(asker) {
         Ok((login_url, _)) => {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::SEE_OTHER;

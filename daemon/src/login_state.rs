@@ -1,5 +1,10 @@
 //! Login `state`s: each login URL carries a fresh, unguessable one, and the browser callback
 //! is accepted only with a state handed out here, once, within its lifetime.
+//!
+//! States asked for over HTTP (any local process, or a web page, can ask) are kept apart from
+//! those kited's own user asked for over the socket (`kitectl login`) and those kited made for
+//! its reminders: a flood of HTTP requests drops only older HTTP states, never the login a
+//! person started with kitectl.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -12,15 +17,44 @@ pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(10 * 60);
 /// Outstanding login states kept at most; older ones are dropped first.
 const MAX_LOGIN_STATES: usize = 32;
 
-/// The states handed out and not yet used, with when each was made.
+/// Who asked for a login URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// kited's own user over the socket, or kited itself (reminders, notifications).
+    Trusted,
+    /// Anyone over HTTP.
+    Web,
+}
+
+/// The states handed out and not yet used, with when each was made, one pool per [`Asker`].
 #[derive(Default)]
 pub struct LoginStates {
+    trusted: Pool,
+    web: Pool,
+}
+
+#[derive(Default)]
+struct Pool {
     issued: Mutex<HashMap<String, Instant>>,
 }
 
 impl LoginStates {
     /// A fresh state, remembered until it is used or expires.
-    pub fn issue(&self) -> String {
+    pub fn issue(&self, asker: Asker) -> String {
+        match asker {
+            Asker::Trusted => self.trusted.issue(),
+            Asker::Web => self.web.issue(),
+        }
+    }
+
+    /// Uses up `state`: true once for each one handed out within its lifetime.
+    pub fn take(&self, state: &str) -> bool {
+        self.trusted.take(state) || self.web.take(state)
+    }
+}
+
+impl Pool {
+    fn issue(&self) -> String {
         let state = hex_token();
         let mut states = self.states();
         states.retain(|_, made| made.elapsed() < LOGIN_STATE_TTL);
@@ -38,8 +72,7 @@ impl LoginStates {
         state
     }
 
-    /// Uses up `state`: true once for each one handed out within its lifetime.
-    pub fn take(&self, state: &str) -> bool {
+    fn take(&self, state: &str) -> bool {
         matches!(self.states().remove(state), Some(made) if made.elapsed() < LOGIN_STATE_TTL)
     }
 
@@ -72,7 +105,7 @@ mod tests {
     #[test]
     fn a_state_is_taken_once_and_only_if_issued() {
         let states = LoginStates::default();
-        let state = states.issue();
+        let state = states.issue(Asker::Trusted);
         assert!(!states.take("0123456789abcdef0123456789abcdef"));
         assert!(states.take(&state));
         assert!(!states.take(&state), "single use");
@@ -81,9 +114,16 @@ mod tests {
     #[test]
     fn the_oldest_states_make_room() {
         let states = LoginStates::default();
-        let first = states.issue();
-        let rest: Vec<String> = (0..MAX_LOGIN_STATES).map(|_| states.issue()).collect();
+        let first = states.issue(Asker::Web);
+        let mine = states.issue(Asker::Trusted);
+        let rest: Vec<String> = (0..MAX_LOGIN_STATES)
+            .map(|_| states.issue(Asker::Web))
+            .collect();
         assert!(!states.take(&first), "dropped to make room");
         assert!(rest.iter().all(|s| states.take(s)));
+        assert!(
+            states.take(&mine),
+            "web states never push out a trusted one"
+        );
     }
 }

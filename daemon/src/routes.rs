@@ -56,6 +56,17 @@ pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
             StatusCode::FORBIDDEN,
             "origin not allowed (http.allowed_origins)",
         )
+    } else if request.path == "/api/token/refresh-info"
+        && crate::http_trust::from_foreign_page(
+            &request.headers,
+            same_origin || cors_origin.is_some(),
+        )
+    {
+        // Each answer makes a login state; a foreign page must not push out the real ones.
+        detail(
+            StatusCode::FORBIDDEN,
+            "origin not allowed (http.allowed_origins)",
+        )
     } else {
         dispatch(session, host, &request).await
     };

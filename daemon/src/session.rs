@@ -8,7 +8,7 @@ use crate::clock::{self, Now};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::kite::{KiteClient, KiteError, SessionData};
-use crate::login_state::LoginStates;
+use crate::login_state::{Asker, LoginStates};
 pub use crate::session_error::SessionError;
 use crate::settings::Settings;
 use crate::store::{Store, StoreError};
@@ -234,9 +234,14 @@ impl Session {
 
     /// A login URL carrying a fresh single-use `state`, and the callback URL to register.
     pub fn login_url(&self) -> Result<(String, String), SessionError> {
+        self.login_url_for(Asker::Trusted)
+    }
+
+    /// [`Session::login_url`] for `asker`, whose states are kept apart from the others'.
+    pub fn login_url_for(&self, asker: Asker) -> Result<(String, String), SessionError> {
         let settings = self.settings();
         let kite = kite_in(&settings)?;
-        let state = self.inner.login_states.issue();
+        let state = self.inner.login_states.issue(asker);
         let mut url = url::Url::parse(&settings.config.login_url)
             .map_err(|e| SessionError::BadRequest(format!("kite.login_url is not a URL: {e}")))?;
         let redirect_params = url::form_urlencoded::Serializer::new(String::new())

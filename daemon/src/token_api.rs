@@ -121,7 +121,7 @@ fn human_time(rfc3339: &str) -> String {
 }
 
 pub fn refresh_info(session: &Session) -> Response<Body> {
-    match session.login_url() {
+    match session.login_url_for(crate::login_state::Asker::Web) {
         Ok((login_url, callback_url)) => {
             let mut response = json_response(
                 StatusCode::OK,

@@ -1109,3 +1109,44 @@ fn control_characters_in_kites_text_never_reach_terminal_log_or_events() {
         "{log}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. Pending logins cannot be flushed out
+// ---------------------------------------------------------------------------------------------
+
+/// More requests than kited keeps pending login states.
+const FLOOD: usize = 100;
+
+#[test]
+fn pending_logins_survive_a_flood_of_refresh_info() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let login = daemon.ctl(&["login"]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let from_kitectl = text(&login.stdout).trim().to_string();
+    let (status, _, body) = daemon.http_get("/api/token/refresh-info");
+    assert_eq!(status, 200, "{body}");
+    let from_page: Value = serde_json::from_str(&body).unwrap();
+    let from_page = from_page["login_url"].as_str().unwrap().to_string();
+
+    // A cross-site page hammers the route: refused, and no state is made.
+    for headers in [
+        &[("Origin", "https://evil.example")][..],
+        &[("Sec-Fetch-Site", "cross-site")],
+    ] {
+        for _ in 0..FLOOD {
+            let reply = daemon.http("GET", "/api/token/refresh-info", headers, b"");
+            assert_eq!(reply.status, 403, "{headers:?}: {}", reply.text());
+        }
+    }
+    let (status, page) = kite_tests::follow_browser_login(&daemon, &from_page);
+    assert_eq!(status, 200, "the page's login was pushed out: {page}");
+
+    // Any local program can still ask (no Origin): that churns only the HTTP states, never
+    // the login started with kitectl.
+    for _ in 0..FLOOD {
+        assert_eq!(daemon.http_get("/api/token/refresh-info").0, 200);
+    }
+    let (status, page) = kite_tests::follow_browser_login(&daemon, &from_kitectl);
+    assert_eq!(status, 200, "kitectl's login was pushed out: {page}");
+}
