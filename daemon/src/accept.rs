@@ -12,6 +12,9 @@ use tokio_util::task::TaskTracker;
 
 /// After a failed accept (out of descriptors, say), wait this long instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// A flood of failed or refused connections logs one line per this long, not one per
+/// connection: a log must not become the next thing to fill the disk.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// A listening socket the loop can take connections from.
 pub trait Listen {
@@ -49,20 +52,26 @@ pub async fn run<L, S, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(max));
+    let mut failures = Throttle::default();
+    let mut refusals = Throttle::default();
     loop {
         let connection = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
                 Err(e) => {
-                    tracing::warn!("{what}: accept failed: {e}");
+                    if let Some(more) = failures.allow() {
+                        tracing::warn!("{what}: accept failed: {e}{more}");
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("{what}: too many connections ({max}); closing a new one");
+            if let Some(more) = refusals.allow() {
+                tracing::warn!("{what}: too many connections ({max}); closing a new one{more}");
+            }
             continue;
         };
         let served = serve(connection);
@@ -70,5 +79,29 @@ pub async fn run<L, S, F>(
             served.await;
             drop(slot);
         });
+    }
+}
+
+/// Lets one log line through per [`LOG_EVERY`] and counts the ones it held back.
+#[derive(Default)]
+struct Throttle {
+    last: Option<tokio::time::Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    /// `Some(suffix)` when a line may be logged now; the suffix counts the lines held back.
+    fn allow(&mut self) -> Option<String> {
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|last| now < last + LOG_EVERY) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        let suffix = match std::mem::take(&mut self.held_back) {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        Some(suffix)
     }
 }

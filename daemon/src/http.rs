@@ -25,8 +25,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A client gets this long to send its headers, and again its body, so slow clients cannot
 /// hold connections open (slowloris).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent HTTP connections; the UI needs a handful.
-const MAX_CONNECTIONS: usize = 256;
 
 /// Serves HTTP on `listener` until `shutdown`; each connection runs on its own task of `tasks`.
 pub async fn serve(
@@ -43,7 +41,7 @@ pub async fn serve(
     crate::accept::run(
         listener,
         "HTTP",
-        MAX_CONNECTIONS,
+        crate::fd_budget::budget().http,
         tasks,
         stop,
         move |(stream, peer)| {

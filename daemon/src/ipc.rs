@@ -15,9 +15,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Concurrent connections served; more are closed at once. Trading programs open one each;
-/// a thousand is far beyond real use and keeps a runaway client from exhausting descriptors.
-const MAX_CONNECTIONS: usize = 1024;
 /// How long a refused peer gets to send its request before it is told no.
 const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to probe an existing socket file before calling it stale.
@@ -96,7 +93,7 @@ pub async fn serve(
     crate::accept::run(
         listener,
         "socket",
-        MAX_CONNECTIONS,
+        crate::fd_budget::budget().socket,
         tasks,
         stop,
         move |stream| serve_connection(stream, session.clone(), shutdown.clone(), my_uid),

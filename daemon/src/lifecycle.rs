@@ -29,6 +29,8 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     // Everything kited creates (sled's files included) is private whatever the caller's umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     crate::logging::init();
+    let budget = crate::fd_budget::init();
+    tracing::debug!(?budget, "open-files limit raised");
     let config = Config::from_process(&flags)?;
     // One thread: the work is tiny and I/O bound, and an idle daemon should have nothing awake.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -9,6 +9,7 @@ mod config;
 mod config_file;
 mod connection;
 mod events;
+mod fd_budget;
 #[cfg(test)]
 mod fixture;
 mod hooks;

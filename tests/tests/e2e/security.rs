@@ -1150,3 +1150,92 @@ fn pending_logins_survive_a_flood_of_refresh_info() {
     let (status, page) = kite_tests::follow_browser_login(&daemon, &from_kitectl);
     assert_eq!(status, 200, "kitectl's login was pushed out: {page}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. A crowd of idle connections leaves room for real work
+// ---------------------------------------------------------------------------------------------
+
+/// Idle connections opened to each server: more than the 1024 descriptors of a default soft
+/// limit.
+const CROWD: usize = 1100;
+
+#[test]
+fn a_crowd_of_idle_connections_leaves_room_for_an_exchange_and_healthz() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if hard < 4 * CROWD as u64 {
+        eprintln!("skipped: the hard open-files limit ({hard}) is too low for the crowd");
+        return;
+    }
+    let set_soft = |soft: u64| {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(soft),
+                maximum: limit.maximum,
+            },
+        )
+        .expect("setrlimit");
+    };
+    // kited starts with a login session's default soft limit, as under systemd.
+    set_soft(1024);
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    set_soft(hard.min(1 << 16));
+
+    let mut crowd = Vec::new();
+    for _ in 0..CROWD {
+        if let Ok(stream) =
+            std::net::TcpStream::connect_timeout(&daemon.http_addr(), Duration::from_secs(3))
+        {
+            crowd.push(stream);
+        }
+    }
+    let mut socket_crowd = Vec::new();
+    for _ in 0..CROWD {
+        if let Ok(stream) =
+            kite_proto::socket_path::connect_bounded(daemon.socket_path(), Duration::from_secs(1))
+        {
+            socket_crowd.push(stream);
+        }
+    }
+    // A SYN dropped in the burst may time out; the crowd must still be past the 1024 mark.
+    assert!(
+        crowd.len() > 1024 && socket_crowd.len() > 1024,
+        "{} HTTP and {} socket connections made",
+        crowd.len(),
+        socket_crowd.len()
+    );
+
+    let reply = http_client::request_with_timeout(
+        "GET",
+        &format!("{}/healthz", daemon.base_url()),
+        &[],
+        b"",
+        Duration::from_secs(5),
+    )
+    .expect("/healthz did not answer among the idle crowd");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let stream = kite_proto::socket_path::connect_bounded(daemon.socket_path(), PROCESS_DEADLINE)
+        .expect("no room on the socket");
+    stream.set_read_timeout(Some(PROCESS_DEADLINE)).unwrap();
+    let request = json!({"op": "exchange", "request_token": sim.issue_request_token()});
+    (&stream)
+        .write_all(format!("{request}\n").as_bytes())
+        .unwrap();
+    let answer = next_answer(&mut BufReader::new(&stream)).expect("no answer to the exchange");
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    drop(crowd);
+    drop(socket_crowd);
+    let failures = daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("accept failed") || l.contains("too many connections"))
+        .count();
+    assert!(
+        failures <= 2,
+        "the log filled with refusals:\n{}",
+        daemon.log()
+    );
+}
