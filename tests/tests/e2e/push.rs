@@ -16,6 +16,67 @@ use crate::helper::phone::{Phone, ARRIVAL};
 use crate::helper::{login_headless as log_in, text};
 
 // ---------------------------------------------------------------------------------------------
+// what the messages say
+
+#[test]
+fn the_reminder_carries_a_login_link_only_with_a_public_url() {
+    let reminder = "Kite login needed: no valid token before market open";
+    // A Tuesday, three seconds before the 08:45 IST reminder, nobody logged in.
+    let before_reminder = "2026-11-24T08:44:57+05:30";
+    let phone = Phone::new();
+    let port = kite_tests::caddy::reserve_port();
+    let public = kite_tests::caddy::public_url(port);
+    let d = phone
+        .daemon(&format!("public_url = \"{public}\""))
+        .env("KITED_FAKE_NOW", before_reminder)
+        .start();
+    let message = phone
+        .telegram
+        .wait_for_message(reminder, Duration::from_secs(30));
+    assert!(
+        message
+            .text
+            .contains("the link works until 06:00 IST tomorrow"),
+        "{}",
+        message.text
+    );
+    let link = message.login_url().expect("a Log in button").to_string();
+    assert!(link.starts_with(&format!("{public}/login?t=")), "{link}");
+    let on_ntfy = phone.ntfy.wait_for_message(reminder, ARRIVAL);
+    assert_eq!(on_ntfy.priority, 4);
+    assert_eq!(
+        on_ntfy.click.as_deref(),
+        Some(link.as_str()),
+        "one link per event"
+    );
+    // The link opens a login on the public host (what the proxy forwards).
+    let host = format!("{}:{port}", kite_tests::caddy::PUBLIC_HOST);
+    let path = link.trim_start_matches(&public);
+    assert_eq!(d.http("GET", path, &[("Host", &host)], b"").status, 303);
+
+    // Without http.public_url a link would be useless on a phone: none, and the text says where.
+    let local = Phone::new();
+    let _d = local
+        .daemon("")
+        .env("KITED_FAKE_NOW", before_reminder)
+        .start();
+    let message = local
+        .telegram
+        .wait_for_message(reminder, Duration::from_secs(30));
+    assert!(message.buttons.is_empty(), "{message:?}");
+    assert!(
+        message
+            .text
+            .contains("Log in on the machine running kited: `kitectl login --open`."),
+        "{}",
+        message.text
+    );
+    let on_ntfy = local.ntfy.wait_for_message(reminder, ARRIVAL);
+    assert_eq!(on_ntfy.click, None);
+    assert!(on_ntfy.actions.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
 // delivery: retries, independence
 
 #[test]
