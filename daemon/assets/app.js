@@ -17,6 +17,21 @@
   }
   var flow = new KTF(window.location.origin);
 
+  /* The badge beside the label is a symbol (the label says it in words), never the raw state. */
+  var BADGES = {
+    valid: '✓',
+    expiring: '!',
+    expired: '✕',
+    invalidated: '✕',
+    none: '–',
+    'not-configured': '⚙',
+    unknown: '…',
+    unreachable: '✕'
+  };
+
+  /* Where each state puts the person in the progress list (set up, log in, stored, use). */
+  var PROGRESS = { 'not-configured': 0, none: 1, expired: 1, invalidated: 1, expiring: 1, valid: 3 };
+
   var LABELS = {
     valid: 'Token valid',
     expiring: 'Expiring soon: log in again',
@@ -63,7 +78,7 @@
   }
 
   function expiresText(s) {
-    if (!s.expires_at) return s.configured === false ? '—' : 'No token yet';
+    if (!s.expires_at) return s.configured === false ? '—' : 'No token: log in (step 2)';
     var at = KTF.formatIst(s.expires_at);
     var left = typeof s.seconds_left === 'number' ? s.seconds_left : null;
     if (s.state === 'invalidated') return 'Invalidated (would have expired at ' + at + ')';
@@ -78,15 +93,24 @@
     $('step-status').classList.toggle('stale', !!err);
     if (err) {
       setText('state-label', LABELS.unreachable);
-      showError(err.message);
+      stateEl.textContent = BADGES.unreachable;
+      stateEl.setAttribute('data-state', 'unreachable');
+      showError(err.message + ' Is kited running? Start it with `systemctl --user start kited` ' +
+        '(or run `kited` in a terminal), then this page carries on by itself.');
       statusErrorShown = true;
+      renderProgress(null);
       return;
     }
     if (statusErrorShown && errorEl.parentNode === errorHome) showError('');
     statusErrorShown = false;
     var word = KTF.stateWord(s);
-    stateEl.textContent = word;
+    stateEl.textContent = BADGES[word] || '?';
     stateEl.setAttribute('data-state', word);
+    stateEl.setAttribute('title', LABELS[word] || word);
+    var configured = s.configured !== false;
+    $('login-button').disabled = !configured;
+    $('login-blocked').hidden = configured;
+    renderProgress(word);
     setText('state-label', LABELS[word] || word);
     setText('user-name', s.user_name || '');
     setText('user-id', s.user_id ? '(' + s.user_id + ')' : '');
@@ -96,6 +120,18 @@
     document.title = (word === 'valid' ? '✓ ' : '! ') + 'kited — ' + (LABELS[word] || word);
     document.body.setAttribute('data-state', word);
     $('step-status').classList.toggle('done', word === 'valid');
+  }
+
+  /* Marks the steps before the person's place done, and that place current. */
+  function renderProgress(word) {
+    var at = word != null && word in PROGRESS ? PROGRESS[word] : -1;
+    var items = $('progress').getElementsByTagName('li');
+    for (var i = 0; i < items.length; i++) {
+      items[i].classList.toggle('done', at >= 0 && i < at);
+      items[i].classList.toggle('current', i === at);
+      if (i === at) items[i].setAttribute('aria-current', 'step');
+      else items[i].removeAttribute('aria-current');
+    }
   }
 
   function refreshStatus() {

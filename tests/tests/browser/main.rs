@@ -25,6 +25,10 @@ const TESTS: &[(&str, fn())] = &[
         page::browser_login_button_round_trip,
     ),
     (
+        "page::browser_page_guides_a_first_run",
+        page::browser_page_guides_a_first_run,
+    ),
+    (
         "page::browser_paste_box_and_reveal",
         page::browser_paste_box_and_reveal,
     ),

@@ -29,7 +29,11 @@ pub fn browser_login_button_round_trip() {
     browser.wait_until(Duration::from_secs(10), "#state = none", |b| {
         state_is(b, &["none"])
     });
-    assert_eq!(browser.text("#state").unwrap(), "none");
+    assert_eq!(
+        browser.text("#state").unwrap(),
+        "–",
+        "a symbol beside the label, not the raw state word"
+    );
     assert_eq!(browser.text("#state-label").unwrap(), "Login required");
     assert_eq!(
         browser.text("#callback-url").unwrap(),
@@ -211,4 +215,134 @@ pub fn browser_paste_box_and_reveal() {
     browser.js("window.scrollTo(0, document.body.scrollHeight)", &[]);
     browser.screenshot("6-phone-bottom");
     assert_no_console_errors(&browser, "on a phone");
+}
+
+/// Where the progress list puts the person: the `data-step` of the current item, if any.
+fn current_step(browser: &Browser) -> Option<String> {
+    browser.attribute("#progress li.current", "data-step")
+}
+
+/// WCAG contrast of two `rgb(r, g, b)` colours.
+fn contrast(a: &str, b: &str) -> f64 {
+    let luminance = |css: &str| {
+        let digits: Vec<f64> = css
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .filter(|p| !p.is_empty())
+            .take(3)
+            .map(|p| p.parse::<f64>().unwrap() / 255.0)
+            .collect();
+        let linear = |c: f64| {
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * linear(digits[0]) + 0.7152 * linear(digits[1]) + 0.0722 * linear(digits[2])
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+pub fn browser_page_guides_a_first_run() {
+    let browser = Browser::launch("first-run");
+    let sim = sim();
+
+    // Not configured: no login button to press, the way to configure instead, step 1 current.
+    let unconfigured = kite_tests::Daemon::builder(&sim).no_api_key().start();
+    browser.goto(&format!("{}/", unconfigured.base_url()));
+    browser.wait_until(Duration::from_secs(10), "#state = not-configured", |b| {
+        state_is(b, &["not-configured"])
+    });
+    assert_eq!(
+        browser.attribute("#login-button", "disabled").as_deref(),
+        Some("true")
+    );
+    assert!(browser.displayed("#login-blocked"));
+    assert!(browser
+        .text("#login-blocked")
+        .unwrap()
+        .contains("kitectl setup"));
+    assert_eq!(current_step(&browser).as_deref(), Some("setup"));
+    let label = browser.text("#state-label").unwrap();
+    let badge = browser.text("#state").unwrap();
+    assert!(
+        !badge.contains("not-configured") && !label.contains("not-configured"),
+        "{badge} {label}"
+    );
+    browser.screenshot("first-run-1-not-configured");
+    drop(unconfigured);
+
+    // Configured, no token: step 2; after a login, the last step; after a logout, no "yet".
+    let d = web_daemon(&sim);
+    browser.goto(&format!("{}/", d.base_url()));
+    browser.wait_until(Duration::from_secs(10), "#state = none", |b| {
+        state_is(b, &["none"])
+    });
+    assert_eq!(browser.attribute("#login-button", "disabled"), None);
+    assert!(!browser.displayed("#login-blocked"));
+    assert_eq!(current_step(&browser).as_deref(), Some("login"));
+    crate::helper::login_headless(&d);
+    browser.goto(&format!("{}/", d.base_url()));
+    browser.wait_until(Duration::from_secs(10), "#state = valid", |b| {
+        state_is(b, &["valid"])
+    });
+    assert_eq!(current_step(&browser).as_deref(), Some("use"));
+    let done = browser.js(
+        "return Array.from(document.querySelectorAll('#progress li.done')).map(e => e.dataset.step);",
+        &[],
+    );
+    assert_eq!(done, json!(["setup", "login", "token"]));
+    browser.screenshot("first-run-2-valid");
+    let out = d.ctl(&["logout"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    browser.goto(&format!("{}/", d.base_url()));
+    browser.wait_until(Duration::from_secs(10), "a state after logout", |b| {
+        state_is(b, &["none", "invalidated"])
+    });
+    let expires = browser.text("#expires").unwrap();
+    assert!(!expires.contains("yet"), "after a logout: {expires}");
+
+    // The footer's links are readable: at least 4.5:1 against the page.
+    let colours = browser.js(
+        "const a = document.querySelector('footer a'); \
+         return [getComputedStyle(a).color, getComputedStyle(document.body).backgroundColor];",
+        &[],
+    );
+    let ratio = contrast(colours[0].as_str().unwrap(), colours[1].as_str().unwrap());
+    assert!(
+        ratio >= 4.5,
+        "footer link contrast {ratio:.2}:1 ({colours})"
+    );
+
+    // kited goes away: at the page's next status poll (every 30 s) the banner says how to
+    // start it.
+    let mut d = d;
+    d.terminate();
+    browser.wait_until(Duration::from_secs(45), "the not-reachable banner", |b| {
+        b.text("#error")
+            .is_ok_and(|t| t.contains("systemctl --user start kited"))
+    });
+    assert_eq!(current_step(&browser), None);
+    browser.screenshot("first-run-3-unreachable");
+    assert_no_console_errors_except_unreachable(&browser);
+}
+
+/// Console errors other than the failed status polls of a stopped kited.
+fn assert_no_console_errors_except_unreachable(browser: &Browser) {
+    let errors: Vec<String> = browser
+        .console_errors()
+        .into_iter()
+        .filter(|e| {
+            !e.contains("api/token/status")
+                && !e.contains("Failed to fetch")
+                && !e.contains("ERR_CONNECTION_REFUSED")
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
