@@ -268,7 +268,7 @@ fn decode<T: serde::de::DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
             .as_ref()
             .and_then(|e| e.get(name))
             .and_then(Value::as_str)
-            .map(crate::kite_answer::clean_text)
+            .map(crate::display_text::clean_text)
     };
     if status.is_success() {
         let Some(mut envelope) = envelope else {

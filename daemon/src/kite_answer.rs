@@ -5,13 +5,12 @@
 //! inject a line into the env file; a `login_time` far from now would give a token a lifetime it
 //! does not have. Such answers are refused (nothing stored) or, for display text, cleaned.
 
+use crate::display_text::clean_text;
 use crate::kite::{KiteError, SessionData};
 use chrono::{DateTime, Utc};
 
 /// Longest access or refresh token accepted; Kite's are 32 characters.
 const MAX_TOKEN_LEN: usize = 512;
-/// Longest display text kept (user names, e-mail, broker); longer text is cut.
-const MAX_TEXT_CHARS: usize = 256;
 /// How far ahead of kited's clock a `login_time` may be: clocks drift, a day is plenty.
 const MAX_AHEAD: chrono::Duration = chrono::Duration::days(1);
 /// How far back a `login_time` may be: an old session is stored as expired, but one from years
@@ -71,16 +70,6 @@ pub fn check_token(what: &str, token: &str) -> Result<(), KiteError> {
     Ok(())
 }
 
-/// Display text without control characters (newlines, escapes, NUL), trimmed and bounded.
-pub fn clean_text(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_TEXT_CHARS)
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
 /// A login time within a day ahead of `now` and a few years behind it.
 pub fn check_login_time(login: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), KiteError> {
     if login > now + MAX_AHEAD {
@@ -116,15 +105,6 @@ mod tests {
         ] {
             assert!(check_token("access_token", bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn text() {
-        assert_eq!(
-            clean_text("Kite\u{1b}[31m Tester\nX=1\0"),
-            "Kite[31m TesterX=1"
-        );
-        assert_eq!(clean_text(&"n".repeat(300)).len(), MAX_TEXT_CHARS);
     }
 
     #[test]

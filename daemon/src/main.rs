@@ -8,6 +8,7 @@ mod clock;
 mod config;
 mod config_file;
 mod connection;
+mod display_text;
 mod events;
 mod fd_budget;
 #[cfg(test)]
