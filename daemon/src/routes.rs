@@ -420,6 +420,15 @@ mod tests {
     }
 
     #[test]
+    fn same_origin_uses_the_scheme_the_host_is_reached_by() {
+        let mut map = HeaderMap::new();
+        map.insert(header::HOST, HeaderValue::from_static("kited.test:8443"));
+        assert!(is_same_origin("https://kited.test:8443", "https", &map));
+        assert!(!is_same_origin("http://kited.test:8443", "https", &map));
+        assert!(!is_same_origin("https://kited.test:8443", "http", &map));
+    }
+
+    #[test]
     fn host_check() {
         let local: SocketAddr = "127.0.0.1:8079".parse().unwrap();
         let kind = |host: &str, public: Option<&str>| {

@@ -341,6 +341,41 @@ mod tests {
     }
 
     #[test]
+    fn token_files_are_read_trimmed_and_beat_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bot");
+        std::fs::write(&file, "42:fromfile\n").unwrap();
+        std::fs::write(dir.path().join(TELEGRAM_CREDENTIAL), "42:fromcred\n").unwrap();
+        let toml_text = format!(
+            "[push.telegram]\nchat_id = 1\nbot_token_file = \"{}\"\n",
+            file.display()
+        );
+        let dir_text = dir.path().to_str().unwrap();
+        let telegram = resolve(&toml_text, &[("CREDENTIALS_DIRECTORY", dir_text)])
+            .unwrap()
+            .telegram
+            .unwrap();
+        assert_eq!(telegram.bot_token.expose(), "42:fromfile");
+        assert_eq!(telegram.token_source, TokenSource::File(file));
+        // The environment beats both; a blank credential (the units' fallback) is no token.
+        let telegram = resolve(&toml_text, &[("KITED_TELEGRAM_BOT_TOKEN", "42:fromenv")])
+            .unwrap()
+            .telegram
+            .unwrap();
+        assert_eq!(telegram.bot_token.expose(), "42:fromenv");
+        std::fs::write(dir.path().join(NTFY_CREDENTIAL), "\n").unwrap();
+        let ntfy = resolve(
+            "[push.ntfy]\nurl = \"https://ntfy.sh/t\"\n",
+            &[("CREDENTIALS_DIRECTORY", dir_text)],
+        )
+        .unwrap()
+        .ntfy
+        .unwrap();
+        assert!(ntfy.token.is_none());
+        assert_eq!(ntfy.token_source, TokenSource::Missing);
+    }
+
+    #[test]
     fn a_channel_without_its_token_or_chat_is_an_error() {
         let err = resolve("[push.telegram]\nchat_id = 1\n", &[])
             .unwrap_err()
