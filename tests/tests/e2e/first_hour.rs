@@ -186,3 +186,19 @@ fn a_callback_without_kiteds_state_points_to_the_paste_box() {
     );
     assert_eq!(status, 200, "{reply}");
 }
+
+#[test]
+fn kited_help_names_the_key_and_secret_variables_and_setup() {
+    let out = std::process::Command::new(bin("kited"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in ["KITE_API_KEY", "KITE_API_SECRET", "kitectl setup"] {
+        assert!(
+            help.contains(needle),
+            "{needle} missing from kited --help:\n{help}"
+        );
+    }
+}
