@@ -140,6 +140,9 @@ pub fn render_status(s: &TokenStatus) -> String {
     if let Some(why) = &s.store_error {
         lines.push(("store", format!("failing: {why}")));
     }
+    if let Some(why) = &s.env_file_error {
+        lines.push(("env file", format!("failing: {why}")));
+    }
     lines.push(("profile", s.profile.clone()));
     if !s.hint.is_empty() {
         lines.push(("hint", s.hint.clone()));
@@ -554,6 +557,7 @@ mod tests {
             api_key: Some("key".into()),
             invalidated_reason: None,
             store_error: None,
+            env_file_error: None,
             hint: "Nothing to do.".into(),
         }
     }

@@ -1,9 +1,17 @@
 //! `hooks.env_file`: a dotenv file for programs that read files, rewritten on every token change.
+//!
+//! Each rewrite goes through a new temp file beside it, made with `O_CREAT|O_EXCL|O_NOFOLLOW`
+//! under an unpredictable name (nothing planted there is opened: not a symlink, not a FIFO),
+//! on a blocking thread so a slow disk never stalls the daemon. A rewrite that fails is shown
+//! in `status` and announced as an `env_file_failed` event: the file may still hold a token
+//! that is no longer valid.
 
 use crate::session::Session;
 use crate::token::TokenRecord;
+use kite_proto::EventKind;
+use rand::Rng;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -30,12 +38,31 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             let current = Some((path.clone(), contents));
             if last_written != current {
                 let contents = current.as_ref().map(|(_, c)| c.as_str()).unwrap_or("");
-                match write_atomically(&path, contents) {
+                let (target, text) = (path.clone(), contents.to_string());
+                let written =
+                    tokio::task::spawn_blocking(move || write_atomically(&target, &text)).await;
+                let written = written.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                match written {
                     Ok(()) => {
                         tracing::info!(path = %path.display(), "env file updated");
                         last_written = current;
+                        if session.env_file_error().is_some() {
+                            session.set_env_file_error(None);
+                        }
                     }
-                    Err(e) => tracing::warn!("cannot write hooks.env_file {}: {e}", path.display()),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let shown = path.display().to_string();
+                        tracing::warn!("cannot write hooks.env_file {shown}: {reason}");
+                        let sentence = format!("cannot rewrite {shown}: {reason}");
+                        if session.env_file_error().as_deref() != Some(sentence.as_str()) {
+                            session.set_env_file_error(Some(sentence));
+                            session.events().emit(EventKind::EnvFileFailed {
+                                path: shown,
+                                reason,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -80,28 +107,34 @@ fn quote(value: &str) -> String {
     }
 }
 
-/// Writes `contents` to a 0600 temp file beside `path`, syncs it, then renames it over `path`.
+/// Writes `contents` to a new 0600 temp file beside `path`, syncs it, then renames it over
+/// `path`. The temp file's name is random and it is created exclusively without following
+/// links, so nothing another process put there is ever opened or overwritten.
 pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("env");
-    let temp = dir.join(format!(".{name}.kited-{}", std::process::id()));
+    let suffix: u64 = rand::rng().random();
+    let temp = dir.join(format!(".{name}.kited-{suffix:016x}"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .mode(0o600)
+        .open(&temp)?;
+    // From here on the temp file is ours: remove it if anything fails.
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        // `mode` applies only to a new file: a temp file left by a crash keeps its own.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
         // The rename itself is durable only once the directory is synced.
-        if let Ok(dir) = std::fs::File::open(dir) {
+        if let Ok(dir) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags::DIRECTORY)
+            .open(dir)
+        {
             let _ = dir.sync_all();
         }
         Ok(())
@@ -112,9 +145,16 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     result
 }
 
+/// The open(2) flags std has no names for.
+mod libc_flags {
+    pub const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    pub const DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn atomic_private_rewrite() {
@@ -148,6 +188,8 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        // Someone else's file at an old-style name is neither used nor removed.
+        assert_eq!(std::fs::read_to_string(&temp).unwrap(), "stale");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::store::{Store, StoreError};
 use crate::ticket::TicketKey;
 use crate::token::{Secret, TokenRecord};
 use kite_proto::{EventKind, TokenState, TokenStatus};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -46,6 +46,8 @@ struct Inner {
     /// One exchange at a time, so two logins racing cannot store out of order.
     exchange_lock: tokio::sync::Mutex<()>,
     events: EventBus,
+    /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
+    env_file_error: Mutex<Option<String>>,
     now: Now,
     /// Signs and checks the login links sent to phones.
     ticket_key: TicketKey,
@@ -70,6 +72,7 @@ impl Session {
                 login_states: LoginStates::default(),
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
+                env_file_error: Mutex::new(None),
                 now,
                 ticket_key,
             }),
@@ -87,6 +90,24 @@ impl Session {
 
     pub fn events(&self) -> &EventBus {
         &self.inner.events
+    }
+
+    /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
+    pub fn env_file_error(&self) -> Option<String> {
+        self.inner
+            .env_file_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the outcome of the latest env file rewrite.
+    pub fn set_env_file_error(&self, error: Option<String>) {
+        *self
+            .inner
+            .env_file_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = error;
     }
 
     pub fn ticket_key(&self) -> &TicketKey {
@@ -191,6 +212,7 @@ impl Session {
                 .or_else(|| record.as_ref().map(|r| r.api_key.clone())),
             invalidated_reason: record.as_ref().and_then(|r| r.invalidated.clone()),
             store_error: self.inner.store.failing(),
+            env_file_error: self.env_file_error(),
             hint,
         }
     }

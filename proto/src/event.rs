@@ -27,6 +27,8 @@ pub enum EventKind {
     LoginRequired { login_url: Option<String> },
     /// A verified order postback from Kite.
     OrderUpdate { order: Value },
+    /// `hooks.env_file` could not be rewritten: it may still offer an old token.
+    EnvFileFailed { path: String, reason: String },
 }
 
 impl EventKind {
@@ -39,6 +41,7 @@ impl EventKind {
             EventKind::TokenInvalidated { .. } => "token_invalidated",
             EventKind::LoginRequired { .. } => "login_required",
             EventKind::OrderUpdate { .. } => "order_update",
+            EventKind::EnvFileFailed { .. } => "env_file_failed",
         }
     }
 }
@@ -84,6 +87,9 @@ impl Event {
             EventKind::TokenInvalidated { reason } => format!("Kite token invalidated: {reason}"),
             EventKind::LoginRequired { .. } => "Kite login needed before market open".to_string(),
             EventKind::OrderUpdate { order } => format!("Order {}", order_summary(order)),
+            EventKind::EnvFileFailed { path, reason } => {
+                format!("kited cannot rewrite {path}: {reason}")
+            }
         }
     }
 }

@@ -289,6 +289,7 @@ mod tests {
             api_key: None,
             invalidated_reason: None,
             store_error: None,
+            env_file_error: None,
             hint: "Set KITE_API_KEY.".into(),
         }
     }

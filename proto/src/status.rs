@@ -68,6 +68,9 @@ pub struct TokenStatus {
     /// Why the token store cannot be written right now (a full disk), while that lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file_error: Option<String>,
     /// What the person should do next, in one sentence.
     pub hint: String,
 }

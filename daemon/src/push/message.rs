@@ -105,6 +105,13 @@ pub fn compose(event: &Event, session: &Session) -> Message {
             link: None,
             priority: NORMAL,
         },
+        EventKind::EnvFileFailed { .. } => Message {
+            event: event.kind.name(),
+            title: format!("kited env file failing{profile}"),
+            text: event.sentence(),
+            link: None,
+            priority: URGENT,
+        },
     }
 }
 

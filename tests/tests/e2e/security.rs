@@ -1239,3 +1239,130 @@ fn a_crowd_of_idle_connections_leaves_room_for_an_exchange_and_healthz() {
         daemon.log()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. The env file: no planted file is opened, and a failed rewrite is reported
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fifos_planted_beside_the_env_file_never_block_kited() {
+    let sim = sim();
+    let env_dir = tempfile::tempdir().unwrap();
+    let env_file = env_dir.path().join("kite.env");
+    let daemon = Daemon::builder(&sim)
+        .config_toml(&format!(
+            "[hooks]\nenv_file = {:?}\n",
+            env_file.display().to_string()
+        ))
+        .start();
+    // FIFOs at every name a temp file could once be predicted at (kited's pid): opening one
+    // for writing would wait for a reader that never comes.
+    for name in [
+        format!(".kite.env.kited-{}", daemon.pid()),
+        format!(".kite.env.kited-{}", std::process::id()),
+    ] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            env_dir.path().join(name),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )
+        .expect("mkfifo");
+    }
+    let answer =
+        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let token = sim.valid_access_tokens().pop().unwrap();
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while !std::fs::read_to_string(&env_file)
+        .unwrap_or_default()
+        .contains(&token)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the env file never got the token"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // kited still answers (its one thread was not stuck on a FIFO).
+    let pong = ask(daemon.socket_path(), &json!({"op": "ping"}));
+    assert_eq!(pong.map(|p| p["ok"].clone()), Some(json!(true)));
+}
+
+#[test]
+fn an_env_file_that_cannot_be_rewritten_shows_in_status_and_as_an_event() {
+    let sim = sim();
+    let outer = tempfile::tempdir().unwrap();
+    let env_dir = outer.path().join("env");
+    std::fs::create_dir(&env_dir).unwrap();
+    let env_file = env_dir.join("kite.env");
+    let daemon = Daemon::builder(&sim)
+        .config_toml(&format!(
+            "[hooks]\nenv_file = {:?}\n",
+            env_file.display().to_string()
+        ))
+        .start();
+    let answer =
+        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let token = sim.valid_access_tokens().pop().unwrap();
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while !std::fs::read_to_string(&env_file)
+        .unwrap_or_default()
+        .contains(&token)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the env file never got the token"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The directory goes away (a file now stands where it was): the logout cannot be written.
+    std::fs::rename(&env_dir, outer.path().join("moved")).unwrap();
+    std::fs::write(&env_dir, "not a directory").unwrap();
+    let watch = daemon.connect_ipc();
+    (&watch).write_all(b"{\"op\":\"watch\"}\n").unwrap();
+    let mut events = BufReader::new(&watch);
+    assert_eq!(next_answer(&mut events).unwrap()["ok"], json!(true));
+    let out = daemon.ctl(&["logout"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let failed = loop {
+        let event = next_answer(&mut events).expect("no env_file_failed event");
+        if event["event"] == json!("env_file_failed") {
+            break event;
+        }
+    };
+    assert_eq!(
+        failed["path"],
+        json!(env_file.display().to_string()),
+        "{failed}"
+    );
+    let status = daemon.request(&json!({"op": "status"}));
+    let shown = status["status"]["env_file_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(shown.contains(&*env_file.to_string_lossy()), "{status}");
+    let out = daemon.ctl(&["status"]);
+    assert!(
+        text(&out.stdout).contains("env file:"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Once it can be written again, the error clears.
+    std::fs::remove_file(&env_dir).unwrap();
+    std::fs::create_dir(&env_dir).unwrap();
+    daemon.signal(rustix::process::Signal::HUP);
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    loop {
+        let status = daemon.request(&json!({"op": "status"}));
+        if status["status"].get("env_file_error").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the error never cleared: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
