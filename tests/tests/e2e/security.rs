@@ -1244,6 +1244,25 @@ fn a_crowd_of_idle_connections_leaves_room_for_an_exchange_and_healthz() {
 // 6. The env file: no planted file is opened, and a failed rewrite is reported
 // ---------------------------------------------------------------------------------------------
 
+/// Logs in through the socket and waits until `env_file` offers the new token.
+fn log_in_and_wait_for_env_file(daemon: &Daemon, sim: &Sim, env_file: &Path) {
+    let answer =
+        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
+    assert_eq!(answer["ok"], json!(true), "{answer}");
+    let token = sim.valid_access_tokens().pop().unwrap();
+    let deadline = Instant::now() + PROCESS_DEADLINE;
+    while !std::fs::read_to_string(env_file)
+        .unwrap_or_default()
+        .contains(&token)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the env file never got the token"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn fifos_planted_beside_the_env_file_never_block_kited() {
     let sim = sim();
@@ -1270,21 +1289,7 @@ fn fifos_planted_beside_the_env_file_never_block_kited() {
         )
         .expect("mkfifo");
     }
-    let answer =
-        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
-    assert_eq!(answer["ok"], json!(true), "{answer}");
-    let token = sim.valid_access_tokens().pop().unwrap();
-    let deadline = Instant::now() + PROCESS_DEADLINE;
-    while !std::fs::read_to_string(&env_file)
-        .unwrap_or_default()
-        .contains(&token)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the env file never got the token"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    log_in_and_wait_for_env_file(&daemon, &sim, &env_file);
     // kited still answers (its one thread was not stuck on a FIFO).
     let pong = ask(daemon.socket_path(), &json!({"op": "ping"}));
     assert_eq!(pong.map(|p| p["ok"].clone()), Some(json!(true)));
@@ -1303,21 +1308,7 @@ fn an_env_file_that_cannot_be_rewritten_shows_in_status_and_as_an_event() {
             env_file.display().to_string()
         ))
         .start();
-    let answer =
-        daemon.request(&json!({"op": "exchange", "request_token": sim.issue_request_token()}));
-    assert_eq!(answer["ok"], json!(true), "{answer}");
-    let token = sim.valid_access_tokens().pop().unwrap();
-    let deadline = Instant::now() + PROCESS_DEADLINE;
-    while !std::fs::read_to_string(&env_file)
-        .unwrap_or_default()
-        .contains(&token)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the env file never got the token"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    log_in_and_wait_for_env_file(&daemon, &sim, &env_file);
     // The directory goes away (a file now stands where it was): the logout cannot be written.
     std::fs::rename(&env_dir, outer.path().join("moved")).unwrap();
     std::fs::write(&env_dir, "not a directory").unwrap();
