@@ -47,12 +47,23 @@ pub struct Histogram {
 impl Default for Histogram {
     #[allow(unsafe_code)]
     fn default() -> Histogram {
+        #[cfg(not(feature = "miri_optimizations"))]
         {
-            // kited: upstream used this only under miri; otherwise it filled
-            // 64 Ki buckets one by one, ~40 histograms = 21 MB resident even
-            // with metrics off. `vec![0; n]` gets zeroed pages that stay
-            // unbacked until a bucket is touched; usize and AtomicUsize share
-            // size and alignment.
+            let mut vals = Vec::with_capacity(BUCKETS);
+            vals.resize_with(BUCKETS, Default::default);
+
+            Histogram {
+                vals,
+                sum: AtomicUsize::new(0),
+                count: AtomicUsize::new(0),
+            }
+        }
+
+        #[cfg(feature = "miri_optimizations")]
+        {
+            // Avoid calling Vec::resize_with with a large length because its
+            // internals cause stacked borrows tracking information to add an
+            // item for each element of the vector.
             let mut vals = std::mem::ManuallyDrop::new(vec![0_usize; BUCKETS]);
             let ptr: *mut usize = vals.as_mut_ptr();
             let len = vals.len();
