@@ -311,6 +311,13 @@ fn open_db(dir: &Path) -> Result<Db, StoreError> {
     Ok(Db { db, tokens, keys })
 }
 
+/// Whether the file system holding `dir` has less than [`MIN_FREE`] left (false when unknown).
+fn out_of_space(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir)
+        .map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize) < MIN_FREE)
+        .unwrap_or(false)
+}
+
 /// A sled error as one sentence: a full disk says so, other I/O errors say what the kernel said.
 fn classify(dir: &Path, error: sled::Error) -> StoreError {
     let dir = dir.to_path_buf();
@@ -329,7 +336,9 @@ fn classify(dir: &Path, error: sled::Error) -> StoreError {
                 // sled's copies of a stored error may keep only the original's Debug text.
                 || ["StorageFull", "QuotaExceeded", "No space left on device"]
                     .iter()
-                    .any(|sign| source.to_string().contains(sign));
+                    .any(|sign| source.to_string().contains(sign))
+                // A copy that kept only the kind ("other error"): the file system tells.
+                || out_of_space(&dir);
             if full {
                 return StoreError::DiskFull { dir };
             }
