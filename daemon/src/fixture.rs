@@ -3,9 +3,9 @@
 
 use crate::clock::{self, Now};
 use crate::config::{Config, Flags};
-use crate::events::EventBus;
+use crate::session::events::EventBus;
+use crate::session::settings::Settings;
 use crate::session::Session;
-use crate::settings::Settings;
 use crate::store::Store;
 use crate::token::TokenRecord;
 use std::collections::HashMap;

@@ -1,51 +1,31 @@
 //! kited: keeps a Zerodha Kite Connect access token alive and hands it to local programs.
+//!
+//! # Layout
+//!
+//! Layers, bottom up; nothing points up:
+//!
+//! - `clock`, `token`: leaves. The daily cutoff's arithmetic; the token record and its secrets.
+//! - `config/`: what the person asked for: flags, environment, the TOML file, `check-config`.
+//! - `kite/`: the only code that talks to Kite Connect, and what it accepts from Kite's answers.
+//! - `store/`: the only code that touches sled: the token record, durably.
+//! - `session/`: the token's state and everything that changes it: logins, events, tickets.
+//! - `server/`: how clients reach kited: the Unix socket (`ipc/`) and HTTP (`http/`).
+//! - `schedule/`: what happens by itself, and when: warnings, expiry, checks, reminders.
+//! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push.
+//! - `run/`: how the process starts and stops: lifecycle, systemd, logging.
 
-mod accept;
-mod alarm;
-mod callback;
-mod check_config;
 mod clock;
 mod config;
-mod config_file;
-mod connection;
-mod display_text;
-mod events;
-mod fd_budget;
 #[cfg(test)]
 mod fixture;
-mod hooks;
-mod http;
-mod http_request;
-mod http_trust;
-mod ipc;
 mod kite;
-mod kite_answer;
-mod lifecycle;
-mod log_writer;
-mod logging;
-mod login_link;
-mod login_state;
 mod notify;
-mod page;
-mod peer_gone;
-mod peer_uid;
-mod plan;
-mod public;
-mod push;
-mod reply;
-mod requests;
-mod routes;
+mod run;
 mod schedule;
+mod server;
 mod session;
-mod session_error;
-mod settings;
-mod socket_file;
 mod store;
-mod store_health;
-mod systemd;
-mod ticket;
 mod token;
-mod token_api;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -158,7 +138,7 @@ const EXIT_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = kite_proto::socket_path::validate_profile(&cli.profile) {
-        log_writer::say(&format!("kited: {message}"));
+        run::log_writer::say(&format!("kited: {message}"));
         return ExitCode::from(2);
     }
     let flags = config::Flags {
@@ -169,8 +149,8 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
     };
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => lifecycle::run(flags),
-        Command::CheckConfig => check_config::run(&flags),
+        Command::Run => run::run(flags),
+        Command::CheckConfig => config::check::run(&flags),
         Command::Man { dir } => man_pages(dir.as_deref()),
     };
     match result {
@@ -178,12 +158,12 @@ fn main() -> ExitCode {
         Err(error) => {
             let message = one_sentence(&error);
             // Under systemd the line is marked as an error for the journal (`journalctl -p err`).
-            let priority = if logging::stderr_is_journal() {
+            let priority = if run::logging::stderr_is_journal() {
                 "<3>"
             } else {
                 ""
             };
-            log_writer::say(&format!("{priority}kited: {message}"));
+            run::log_writer::say(&format!("{priority}kited: {message}"));
             if error.downcast_ref::<config::ConfigError>().is_some() {
                 ExitCode::from(EXIT_CONFIG)
             } else {

@@ -1,9 +1,17 @@
 //! The HTTP server: hyper connections on the shared accept loop, with bounded headers, bodies
 //! and read times. Each request is read into a plain [`HttpRequest`] and answered by
-//! [`crate::routes::route`].
+//! [`crate::server::http::routes::route`].
 
-use crate::http_request::{BodyError, HttpRequest};
-use crate::peer_uid::Caller;
+pub(crate) mod page;
+pub(crate) mod peer_uid;
+pub(crate) mod reply;
+pub(crate) mod request;
+pub(crate) mod routes;
+pub(crate) mod token_api;
+pub(crate) mod trust;
+
+use crate::server::http::peer_uid::Caller;
+use crate::server::http::request::{BodyError, HttpRequest};
 use crate::session::Session;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -38,10 +46,10 @@ pub async fn serve(
         return;
     };
     let stop = shutdown.clone();
-    crate::accept::run(
+    crate::server::accept::run(
         listener,
         "HTTP",
-        crate::fd_budget::budget().http,
+        crate::server::fd_budget::budget().http,
         tasks,
         stop,
         move |(stream, peer)| {
@@ -67,7 +75,9 @@ async fn serve_connection(
         let caller = caller.clone();
         async move {
             let request = read_request(request, local, caller).await;
-            Ok::<_, std::convert::Infallible>(crate::routes::route(&session, request).await)
+            Ok::<_, std::convert::Infallible>(
+                crate::server::http::routes::route(&session, request).await,
+            )
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -5,7 +5,9 @@
 //! after one I/O error until it is reopened) and proves a write works before anything spends
 //! Kite's single-use request token.
 
-use crate::ticket::KEY_LEN as TICKET_KEY_LEN;
+pub(crate) mod health;
+
+use crate::session::ticket::KEY_LEN as TICKET_KEY_LEN;
 use crate::token::{TokenRecord, RECORD_VERSION};
 use serde::{Deserialize, Serialize};
 use std::fs::{DirBuilder, File, OpenOptions};

@@ -23,19 +23,22 @@ impl Asset {
     fn body_and_type(self) -> (&'static str, &'static str) {
         match self {
             Asset::Index => (
-                include_str!("../assets/index.html"),
+                include_str!("../../../assets/index.html"),
                 "text/html; charset=utf-8",
             ),
             Asset::AppJs => (
-                include_str!("../assets/app.js"),
+                include_str!("../../../assets/app.js"),
                 "text/javascript; charset=utf-8",
             ),
-            Asset::AppCss => (include_str!("../assets/app.css"), "text/css; charset=utf-8"),
+            Asset::AppCss => (
+                include_str!("../../../assets/app.css"),
+                "text/css; charset=utf-8",
+            ),
             Asset::FlowJs => (
-                include_str!("../assets/kite-token-flow.js"),
+                include_str!("../../../assets/kite-token-flow.js"),
                 "text/javascript; charset=utf-8",
             ),
-            Asset::Icon => (include_str!("../assets/icon.svg"), "image/svg+xml"),
+            Asset::Icon => (include_str!("../../../assets/icon.svg"), "image/svg+xml"),
         }
     }
 }

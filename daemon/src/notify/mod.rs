@@ -3,6 +3,9 @@
 //! Each event is delivered on its own task, so a notification server that never answers (or a
 //! `notify.command` that hangs) holds up nothing else: not the next event, not the socket.
 
+pub(crate) mod env_file;
+pub(crate) mod push;
+
 use crate::session::Session;
 use kite_proto::{Event, EventKind};
 use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};

@@ -4,13 +4,12 @@
 
 pub mod message;
 mod ntfy;
-pub mod settings;
 mod telegram;
 
+use crate::config::push::PushSettings;
 use crate::session::Session;
 use message::Message;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use settings::PushSettings;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -112,8 +111,8 @@ fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
 /// One configured channel.
 #[derive(Debug, Clone)]
 enum Channel {
-    Telegram(settings::TelegramSettings),
-    Ntfy(settings::NtfySettings),
+    Telegram(crate::config::push::TelegramSettings),
+    Ntfy(crate::config::push::NtfySettings),
 }
 
 impl Channel {

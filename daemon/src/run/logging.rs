@@ -1,7 +1,7 @@
 //! The log: lines on stderr filtered by `RUST_LOG`, in the journal's format when stderr is the
 //! journal.
 
-use crate::log_writer::LossyStderr;
+use crate::run::log_writer::LossyStderr;
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`). When stderr is the journal
 /// (`JOURNAL_STREAM` names our stderr, see systemd.exec(5)), lines carry no timestamp (the journal

@@ -24,7 +24,7 @@ pub struct File {
     #[serde(default)]
     pub hooks: FileHooks,
     #[serde(default)]
-    pub push: crate::push::settings::FilePush,
+    pub push: crate::config::push::FilePush,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,9 +17,9 @@ pub async fn answer(session: &Session, request: Request) -> String {
         Request::Status(_) => line::<Status>(&Ok(status(session))),
         Request::GetToken(request) => line::<GetToken>(&get_token(session, request).await),
         Request::LoginUrl(_) => line::<kite_proto::message::LoginUrl>(&login_url(session)),
-        Request::LoginLink(_) => {
-            line::<kite_proto::message::LoginLink>(&crate::login_link::issue(session).map_err(wire))
-        }
+        Request::LoginLink(_) => line::<kite_proto::message::LoginLink>(
+            &crate::session::login_link::issue(session).map_err(wire),
+        ),
         Request::PushTest(_) => line::<kite_proto::message::PushTest>(&push_test(session).await),
         Request::Exchange(request) => line::<Exchange>(&exchange(session, request).await),
         Request::Logout(_) => line::<kite_proto::message::Logout>(&logout(session).await),
@@ -68,7 +68,7 @@ pub async fn push_test(session: &Session) -> Answer<PushResults> {
              file (see \"Log in from your phone\" in the operations guide)",
         ));
     }
-    let results = crate::push::test(session)
+    let results = crate::notify::push::test(session)
         .await
         .into_iter()
         .map(|r| PushResult {

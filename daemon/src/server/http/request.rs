@@ -1,8 +1,8 @@
 //! One HTTP request as the routes see it: a plain value (the head, and a POST's body already
 //! read within bounds), so routes are functions of it and testable without a socket.
 
-use crate::peer_uid::Caller;
-use crate::reply::{detail, Body};
+use crate::server::http::peer_uid::Caller;
+use crate::server::http::reply::{detail, Body};
 use bytes::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Method, Response, StatusCode};

@@ -5,7 +5,7 @@
 //! inject a line into the env file; a `login_time` far from now would give a token a lifetime it
 //! does not have. Such answers are refused (nothing stored) or, for display text, cleaned.
 
-use crate::display_text::clean_text;
+use crate::kite::display_text::clean_text;
 use crate::kite::{KiteError, SessionData};
 use chrono::{DateTime, Utc};
 

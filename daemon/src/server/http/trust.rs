@@ -6,8 +6,8 @@
 //! proof, and another local user can read one from `ps` the moment it is typed on a command
 //! line, so exchanging one (`POST /api/token/generate-access-token`) is kited's own user's alone.
 
-use crate::peer_uid::Caller;
-use crate::reply::{detail, Body};
+use crate::server::http::peer_uid::Caller;
+use crate::server::http::reply::{detail, Body};
 use crate::session::Session;
 use hyper::header::{self, HeaderMap};
 use hyper::{Response, StatusCode};

@@ -39,7 +39,7 @@ pub fn compose(event: &Event, session: &Session) -> Message {
         let link = config
             .public_url
             .as_ref()
-            .and_then(|_| crate::login_link::issue(session).ok());
+            .and_then(|_| crate::session::login_link::issue(session).ok());
         let next = match &link {
             Some(link) => format!(
                 "Tap Log in to open the Kite login; the link works until {}.",

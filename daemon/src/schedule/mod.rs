@@ -1,10 +1,13 @@
 //! The timed work around the cutoff: expiry warnings, the expiry itself, renewal, the periodic
 //! profile check and the pre-market reminder. Sleeps on a wall-clock alarm until the next thing
-//! [`crate::plan`] says is due, then acts, so idle means asleep.
+//! [`crate::schedule::plan`] says is due, then acts, so idle means asleep.
 
-use crate::alarm::{Wake, WallAlarm};
+pub(crate) mod alarm;
+pub(crate) mod plan;
+
 use crate::clock;
-use crate::plan::{is_trading_day, plan, Action, Done};
+use crate::schedule::alarm::{Wake, WallAlarm};
+use crate::schedule::plan::{is_trading_day, plan, Action, Done};
 use crate::session::Session;
 use crate::token::TokenRecord;
 use chrono::{DateTime, Utc};

@@ -1,7 +1,12 @@
 //! The Unix socket server: one NDJSON request per line, one answer each; `watch` streams events.
-//! The answers themselves come from [`crate::requests`].
+//! The answers themselves come from [`crate::server::ipc::requests`].
 
-use crate::connection::Connection;
+pub(crate) mod connection;
+pub(crate) mod peer_gone;
+pub(crate) mod requests;
+pub(crate) mod socket_file;
+
+use crate::server::ipc::connection::Connection;
 use crate::session::Session;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
@@ -27,7 +32,7 @@ pub enum IpcError {
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
     #[error(transparent)]
-    Dir(#[from] crate::socket_file::SocketDirError),
+    Dir(#[from] crate::server::ipc::socket_file::SocketDirError),
     #[error("cannot create the socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -36,14 +41,14 @@ pub enum IpcError {
 }
 
 /// Binds the socket at `path`: 0600 in a private directory, replacing a stale file but never a
-/// live daemon's socket. The caller removes the file at the end ([`crate::socket_file::SocketFile`]).
+/// live daemon's socket. The caller removes the file at the end ([`crate::server::ipc::socket_file::SocketFile`]).
 pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     let bind_err = |source| IpcError::Bind {
         path: path.to_path_buf(),
         source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::socket_file::prepare_dir(parent)?;
+        crate::server::ipc::socket_file::prepare_dir(parent)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -90,10 +95,10 @@ pub async fn serve(
 ) {
     let my_uid = rustix::process::geteuid().as_raw();
     let stop = shutdown.clone();
-    crate::accept::run(
+    crate::server::accept::run(
         listener,
         "socket",
-        crate::fd_budget::budget().socket,
+        crate::server::fd_budget::budget().socket,
         tasks,
         stop,
         move |stream| serve_connection(stream, session.clone(), shutdown.clone(), my_uid),
@@ -108,7 +113,7 @@ async fn serve_connection(
     my_uid: u32,
 ) {
     let peer_uid = stream.peer_creds().ok().and_then(|c| c.euid());
-    let probe = crate::peer_gone::HangupProbe::of(&stream);
+    let probe = crate::server::ipc::peer_gone::HangupProbe::of(&stream);
     let mut connection = Connection::new(stream);
     if peer_uid != Some(my_uid) {
         tracing::warn!(?peer_uid, "refused a socket client of another user");
@@ -151,11 +156,11 @@ async fn serve_connection(
         // single-use request token at Kite, and its token must be stored and announced.
         let may_block = matches!(request, Request::GetToken(GetToken { wait_secs: Some(_) }));
         let answer = tokio::select! {
-            answer = crate::requests::answer(&session, request.clone()) => answer,
+            answer = crate::server::ipc::requests::answer(&session, request.clone()) => answer,
             // End-of-file alone may be a half-close (`nc -N`): wait for the full hang-up.
             _ = async { connection.hung_up().await; probe.closed().await }, if may_block => return,
             _ = shutdown.cancelled(), if may_block => {
-                crate::requests::answer(&session, GetToken { wait_secs: None }.into()).await
+                crate::server::ipc::requests::answer(&session, GetToken { wait_secs: None }.into()).await
             }
         };
         if connection.write_line(&answer).await.is_err() {

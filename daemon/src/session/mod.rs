@@ -3,16 +3,24 @@
 //! One implementation serves the socket, the HTTP API and the browser callback. A new token is
 //! flushed to disk before anyone is told it exists.
 
-use crate::callback::{check_request_token, CallbackParams};
+pub(crate) mod callback;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod login_link;
+pub(crate) mod login_state;
+pub(crate) mod settings;
+pub(crate) mod ticket;
+
 use crate::clock::{self, Now};
 use crate::config::Config;
-use crate::events::EventBus;
 use crate::kite::{KiteClient, KiteError, SessionData};
-use crate::login_state::{Asker, LoginStates};
-pub use crate::session_error::SessionError;
-use crate::settings::Settings;
+use crate::session::callback::{check_request_token, CallbackParams};
+pub use crate::session::error::SessionError;
+use crate::session::events::EventBus;
+use crate::session::login_state::{Asker, LoginStates};
+use crate::session::settings::Settings;
+use crate::session::ticket::TicketKey;
 use crate::store::{Store, StoreError};
-use crate::ticket::TicketKey;
 use crate::token::{Secret, TokenRecord};
 use kite_proto::{EventKind, TokenState, TokenStatus};
 use std::sync::{Arc, Mutex};
@@ -332,7 +340,7 @@ impl Session {
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
         // Kite's request token is single use: spend it only if the result can be stored.
         self.ensure_store_writable().await?;
-        let data = crate::kite_answer::checked_session(kite.exchange(request_token).await?)?;
+        let data = crate::kite::answer::checked_session(kite.exchange(request_token).await?)?;
         let expected = self.config().expected_user_id.clone();
         if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&data.user_id)) {
             tracing::warn!(got = %data.user_id, %expected, "refused a login as another user");
@@ -351,7 +359,7 @@ impl Session {
         })?;
         // Against the machine's real clock: Kite's login_time is real time even when the
         // session's clock is moved for tests (KITED_FAKE_NOW).
-        crate::kite_answer::check_login_time(
+        crate::kite::answer::check_login_time(
             login_time.with_timezone(&chrono::Utc),
             chrono::Utc::now(),
         )?;
@@ -434,9 +442,9 @@ impl Session {
         let kite = self.kite()?;
         let _one_at_a_time = self.inner.exchange_lock.lock().await;
         let data = kite.renew(&refresh_token).await?;
-        crate::kite_answer::check_token("access_token", data.access_token.expose())?;
+        crate::kite::answer::check_token("access_token", data.access_token.expose())?;
         if let Some(refresh) = data.refresh_token.as_ref().filter(|t| !t.is_empty()) {
-            crate::kite_answer::check_token("refresh_token", refresh.expose())?;
+            crate::kite::answer::check_token("refresh_token", refresh.expose())?;
         }
         let login_time = clock::ist(self.now());
         let mut record = (*current).clone();

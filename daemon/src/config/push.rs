@@ -1,7 +1,7 @@
 //! The `[push]` config tables: which events go out, and the Telegram and ntfy channels with
 //! their tokens (from a file, systemd's credentials directory, or the environment).
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::token::Secret;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 //! `GET /login` checks the ticket and sends the browser on to a fresh Kite login.
 
 use crate::clock;
-use crate::login_state::Asker;
-use crate::page;
-use crate::public::HostKind;
+use crate::config::public_url::HostKind;
+use crate::server::http::page;
+use crate::session::login_state::Asker;
 use crate::session::{Session, SessionError};
 use bytes::Bytes;
 use http_body_util::Full;

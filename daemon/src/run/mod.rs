@@ -2,13 +2,16 @@
 //! tasks; reload on SIGHUP; on SIGTERM, SIGINT or the `shutdown` op, stop accepting and wait for
 //! the requests in flight.
 
+pub(crate) mod log_writer;
+pub(crate) mod logging;
+pub(crate) mod systemd;
+
 use crate::clock;
 use crate::config::{Config, Flags};
-use crate::events::EventBus;
+use crate::session::events::EventBus;
+use crate::session::settings::Settings;
 use crate::session::Session;
-use crate::settings::Settings;
 use crate::store::Store;
-use crate::systemd;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,8 +31,8 @@ const MAX_SHUTDOWN_WAIT: Duration = Duration::from_secs(12);
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     // Everything kited creates (sled's files included) is private whatever the caller's umask.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    crate::logging::init();
-    let budget = crate::fd_budget::init();
+    crate::run::logging::init();
+    let budget = crate::server::fd_budget::init();
     tracing::debug!(?budget, "open-files limit raised");
     let config = Config::from_process(&flags)?;
     // One thread: the work is tiny and I/O bound, and an idle daemon should have nothing awake.
@@ -49,8 +52,8 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let store = Store::open(&config.state_dir, &config.profile)?;
     let now = clock_for(&config);
-    let socket = crate::ipc::bind(&config.socket)?;
-    let socket_file = crate::socket_file::SocketFile::claim(&config.socket);
+    let socket = crate::server::ipc::bind(&config.socket)?;
+    let socket_file = crate::server::ipc::socket_file::SocketFile::claim(&config.socket);
     let http = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| listen_error(config.listen, e))?;
@@ -76,13 +79,13 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(crate::ipc::serve(
+    tasks.spawn(crate::server::ipc::serve(
         socket,
         session.clone(),
         tasks.clone(),
         shutdown.clone(),
     ));
-    tasks.spawn(crate::http::serve(
+    tasks.spawn(crate::server::http::serve(
         http,
         session.clone(),
         tasks.clone(),
@@ -90,9 +93,12 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(crate::schedule::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::notify::run(session.clone(), shutdown.clone()));
-    tasks.spawn(crate::hooks::run(session.clone(), shutdown.clone()));
-    tasks.spawn(crate::store_health::run(session.clone(), shutdown.clone()));
-    tasks.spawn(crate::push::run(session.clone(), shutdown.clone()));
+    tasks.spawn(crate::notify::env_file::run(
+        session.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::store::health::run(session.clone(), shutdown.clone()));
+    tasks.spawn(crate::notify::push::run(session.clone(), shutdown.clone()));
     // Both listeners are bound (connections queue in their backlogs until the tasks accept), so
     // this is the moment `systemctl start` may return and clients may connect.
     systemd::ready(&systemd::status_line(&session));

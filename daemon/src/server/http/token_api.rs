@@ -1,12 +1,12 @@
 //! The seed's token API and Kite's browser callback: the routes that log in (the callback page,
 //! `refresh-info`, `generate-access-token`) and Kite's order postbacks.
 
-use crate::http_request::HttpRequest;
-use crate::page;
-use crate::public::HostKind;
-use crate::reply::{detail, error_status, json_response, Body};
+use crate::config::public_url::HostKind;
+use crate::server::http::page;
+use crate::server::http::reply::{detail, error_status, json_response, Body};
+use crate::server::http::request::HttpRequest;
+use crate::session::error::SessionError;
 use crate::session::Session;
-use crate::session_error::SessionError;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use kite_proto::EventKind;
@@ -121,7 +121,7 @@ fn human_time(rfc3339: &str) -> String {
 }
 
 pub fn refresh_info(session: &Session) -> Response<Body> {
-    match session.login_url_for(crate::login_state::Asker::Web) {
+    match session.login_url_for(crate::session::login_state::Asker::Web) {
         Ok((login_url, callback_url)) => {
             let mut response = json_response(
                 StatusCode::OK,

@@ -2,8 +2,8 @@
 //! headers (a "Log in" view action), `Authorization: Bearer` when a token is set.
 
 use super::message::Message;
-use super::settings::NtfySettings;
 use super::SendError;
+use crate::config::push::NtfySettings;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! The token is part of the URL, so no URL ever reaches a log or an error message.
 
 use super::message::Message;
-use super::settings::TelegramSettings;
 use super::SendError;
+use crate::config::push::TelegramSettings;
 use serde_json::{json, Value};
 use std::time::Duration;
 

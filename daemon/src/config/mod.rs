@@ -1,8 +1,15 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
-use crate::config_file::{File, FileExpiry};
-use crate::public::PublicUrl;
-use crate::push::settings::PushSettings;
+pub(crate) mod check;
+pub(crate) mod error;
+pub(crate) mod file;
+pub(crate) mod public_url;
+pub(crate) mod push;
+
+pub use crate::config::error::ConfigError;
+use crate::config::file::{File, FileExpiry};
+use crate::config::public_url::PublicUrl;
+use crate::config::push::PushSettings;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
@@ -30,31 +37,6 @@ pub const CREDENTIAL_NAME: &str = "kite-api-secret";
 /// `$XDG_CONFIG_HOME/kited/PROFILE` + this: the secret file `kitectl setup` writes, the units'
 /// `LoadCredential=` reads, and a kited started by hand reads last.
 pub const PROFILE_SECRET_SUFFIX: &str = ".api-secret";
-
-/// A problem with the configuration, named so a person can fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path} is invalid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key} is invalid: {message}")]
-    Invalid { key: &'static str, message: String },
-    #[error("cannot read api secret file {path}: {source}")]
-    Secret {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {key} {path}: {source}")]
-    SecretFile {
-        key: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
 
 /// What the command line said; `None` means "not given".
 #[derive(Debug, Clone, Default)]
@@ -500,5 +482,4 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

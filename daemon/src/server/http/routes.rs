@@ -3,12 +3,12 @@
 //! a socket. The checks every route shares live here: the Host (DNS rebinding, the public host's
 //! few routes), CORS and the origin of POSTs.
 
-use crate::http_request::HttpRequest;
-use crate::page;
-use crate::public::{self, HostKind};
-use crate::reply::{detail, json_response, Body};
+use crate::config::public_url::{self, HostKind};
+use crate::server::http::page;
+use crate::server::http::reply::{detail, json_response, Body};
+use crate::server::http::request::HttpRequest;
+use crate::server::http::token_api;
 use crate::session::Session;
-use crate::token_api;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
@@ -22,7 +22,7 @@ pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
         return detail(StatusCode::MISDIRECTED_REQUEST, "unexpected Host header");
     }
     if host == HostKind::Public
-        && !public::reaches_public(&request.method, &request.path, config.postbacks)
+        && !public_url::reaches_public(&request.method, &request.path, config.postbacks)
     {
         return detail(StatusCode::NOT_FOUND, "not found");
     }
@@ -57,7 +57,7 @@ pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
             "origin not allowed (http.allowed_origins)",
         )
     } else if request.path == "/api/token/refresh-info"
-        && crate::http_trust::from_foreign_page(
+        && crate::server::http::trust::from_foreign_page(
             &request.headers,
             same_origin || cors_origin.is_some(),
         )
@@ -94,10 +94,12 @@ async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> R
         (&Method::GET, "/auth/callback") => {
             token_api::callback(session, &request.query, host).await
         }
-        (&Method::GET, "/login") => crate::login_link::serve(session, host, &request.query),
+        (&Method::GET, "/login") => {
+            crate::session::login_link::serve(session, host, &request.query)
+        }
         (&Method::GET, "/api/token/status") => json_response(
             StatusCode::OK,
-            &serde_json::to_value(crate::http_trust::status_for(session, caller))
+            &serde_json::to_value(crate::server::http::trust::status_for(session, caller))
                 .expect("status serializes"),
         ),
         (&Method::GET, "/api/token/callback-url") => json_response(
@@ -106,7 +108,7 @@ async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> R
         ),
         (&Method::GET, "/api/token/refresh-info") => token_api::refresh_info(session),
         (&Method::POST, "/api/token/generate-access-token") => {
-            match crate::http_trust::exchange_refusal(session, caller) {
+            match crate::server::http::trust::exchange_refusal(session, caller) {
                 None => token_api::generate(session, request).await,
                 Some(refusal) => refusal,
             }
@@ -138,10 +140,10 @@ async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> R
 fn host_kind(
     headers: &HeaderMap,
     local: SocketAddr,
-    public_url: Option<&public::PublicUrl>,
+    public_url: Option<&public_url::PublicUrl>,
 ) -> HostKind {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    public::classify(host, local.port(), &local.to_string(), public_url)
+    public_url::classify(host, local.port(), &local.to_string(), public_url)
 }
 
 fn is_same_origin(origin: &str, scheme: &str, headers: &HeaderMap) -> bool {
@@ -187,8 +189,8 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
 mod tests {
     use super::*;
     use crate::fixture::{self, ACCESS_TOKEN};
-    use crate::http_request::BodyError;
-    use crate::peer_uid::Caller;
+    use crate::server::http::peer_uid::Caller;
+    use crate::server::http::request::BodyError;
     use bytes::Bytes;
     use serde_json::Value;
     use std::sync::Arc;
@@ -432,7 +434,7 @@ mod tests {
     fn host_check() {
         let local: SocketAddr = "127.0.0.1:8079".parse().unwrap();
         let kind = |host: &str, public: Option<&str>| {
-            let public = public.map(|p| public::PublicUrl::parse(p).unwrap());
+            let public = public.map(|p| public_url::PublicUrl::parse(p).unwrap());
             host_kind(&headers(&[("host", host)]), local, public.as_ref())
         };
         for good in ["127.0.0.1:8079", "localhost:8079"] {

@@ -1,5 +1,8 @@
 //! The only module that talks to Kite Connect: exchange, profile check, renew and logout.
 
+pub(crate) mod answer;
+pub(crate) mod display_text;
+
 use crate::token::Secret;
 use kite_proto::checksum::{refresh_checksum, session_checksum};
 use reqwest::StatusCode;
@@ -268,7 +271,7 @@ fn decode<T: serde::de::DeserializeOwned>(status: StatusCode, body: &[u8]) -> Re
             .as_ref()
             .and_then(|e| e.get(name))
             .and_then(Value::as_str)
-            .map(crate::display_text::clean_text)
+            .map(crate::kite::display_text::clean_text)
     };
     if status.is_success() {
         let Some(mut envelope) = envelope else {
@@ -357,7 +360,7 @@ mod tests {
 
     #[test]
     fn decodes_the_mock_session() {
-        let body = include_str!("../../tests/mocks/generate_session.json");
+        let body = include_str!("../../../tests/mocks/generate_session.json");
         let data: SessionData = decode(StatusCode::OK, body.as_bytes()).unwrap();
         assert_eq!(data.user_id, "XX0000");
         assert_eq!(data.login_time, "2021-01-01 16:15:14");
