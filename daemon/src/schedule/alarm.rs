@@ -30,6 +30,7 @@ impl WallAlarm {
         )?;
         // SAFETY: `OwnedFd` owns the timerfd and always reports that same descriptor; it stays
         // open until the AsyncFd (which owns it) is dropped.
+        #[allow(unsafe_code)]
         let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         Ok(WallAlarm { fd })
