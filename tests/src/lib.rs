@@ -1,6 +1,6 @@
 //! kite-tests: the harness that runs the real `kited` and `kitectl` binaries against the Kite
-//! simulator ([`sim`], the `kite-sim` crate) in end-to-end tests, and the `kite-sim` and
-//! `kite-bench` binaries.
+//! simulator ([`sim`], the `kite-sim` crate) in end-to-end tests, and the `kite-sim`
+//! binary.
 
 pub mod caddy;
 pub mod harness;

@@ -1,7 +1,7 @@
 //! kite-bench: how fast `kitectl get-token` and kited are, side by side with `cat`, in one run.
 //!
 //! ```text
-//! cargo build --release --workspace --bins && cargo run --release -p kite-tests --bin kite-bench
+//! cargo build --release --workspace --bins && cargo run --release -p kite-tools --bin kite-bench
 //! ```
 //!
 //! Starts the Kite simulator in-process and the release `kited` found next to this executable
@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 /// The command documented in docs/benchmarks.md.
 const COMMAND: &str =
-    "cargo build --release --workspace --bins && cargo run --release -p kite-tests --bin kite-bench";
+    "cargo build --release --workspace --bins && cargo run --release -p kite-tools --bin kite-bench";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,7 +37,7 @@ const COMMAND: &str =
     about = "Benchmarks kitectl get-token and kited (release build) against cat, in one run",
     after_help = concat!(
         "Run: cargo build --release --workspace --bins && ",
-        "cargo run --release -p kite-tests --bin kite-bench [-- --idle-secs 60]"
+        "cargo run --release -p kite-tools --bin kite-bench [-- --idle-secs 60]"
     )
 )]
 struct Opts {
