@@ -32,13 +32,13 @@ const ATTACKER: u32 = 65534;
 /// How long a process started here may take to finish.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(15);
 
-/// Whether this test can act as other users; outside CI (not root) the tests say so and pass.
-fn can_switch_users() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: acting as another uid needs root (CI runs as root)");
-    }
-    root
+/// Why the tests that act as a second uid are ignored where the build was not root (see
+/// `tests/build.rs`); under `CI=true` they run, and [`require_root`] fails them if not root.
+const NEEDS_ROOT: &str = "acts as a second uid: needs root (CI runs as root)";
+
+/// Fails the test, with the reason, when it cannot act as another uid.
+fn require_root() {
+    assert!(rustix::process::geteuid().is_root(), "{NEEDS_ROOT}");
 }
 
 /// Switches the calling thread (only) to `uid`, with the same gid and no supplementary groups.
@@ -237,10 +237,12 @@ fn assert_refused(out: &Output, path: &Path, what: &str) {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kitectl_refuses_a_socket_dir_another_user_created_first() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let victim = 61001;
     let dir = FallbackDir::of(victim);
     let fake = FakeDaemon::serve(ATTACKER, &dir.0.join("default.sock"), 0o755);
@@ -261,10 +263,12 @@ fn kitectl_refuses_a_socket_dir_another_user_created_first() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kitectl_refuses_a_socket_dir_others_can_write() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let victim = 61002;
     let dir = FallbackDir::of(victim);
     // The victim's own directory, but left writable by everyone: anyone may have put the
@@ -286,10 +290,12 @@ fn kitectl_refuses_a_socket_dir_others_can_write() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kitectl_refuses_a_daemon_running_as_another_user() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let victim = 61003;
     let dir = FallbackDir::of(victim);
     // The directory and the socket file both look like the victim's (root arranges that, as a
@@ -358,10 +364,12 @@ impl Drop for Running {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kited_says_plainly_that_another_user_took_its_socket_dir() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let victim = 61004;
     let dir = FallbackDir::of(victim);
@@ -394,10 +402,12 @@ fn kited_says_plainly_that_another_user_took_its_socket_dir() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kited_never_follows_a_symlink_planted_as_its_socket_dir() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let victim = 61005;
     let dir = FallbackDir::of(victim);
@@ -424,10 +434,12 @@ fn kited_never_follows_a_symlink_planted_as_its_socket_dir() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn kited_makes_its_fallback_dir_private_and_kitectl_trusts_it() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let victim = 61006;
     let dir = FallbackDir::of(victim);
@@ -507,10 +519,12 @@ fn http_as(uid: u32, daemon: &Daemon, method: &str, path: &str, body: Option<Val
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn another_user_cannot_exchange_a_request_token_over_http() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let daemon = Daemon::start(&sim);
     // The attacker read the victim's request token (from `ps`, say) and races to post it.
@@ -551,10 +565,12 @@ fn another_user_cannot_exchange_a_request_token_over_http() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn another_user_sees_the_status_without_whose_account_it_is() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let daemon = Daemon::start(&sim);
     let (status, _, body) = daemon.http_post_json(
@@ -579,10 +595,12 @@ fn another_user_sees_the_status_without_whose_account_it_is() {
 }
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn the_browser_callback_stays_open_to_other_users() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let daemon = Daemon::start(&sim);
     let login = daemon.ctl(&["login"]);
@@ -778,10 +796,12 @@ fn kited_keeps_answering_after_its_log_reader_went_away() {
 const SMALL_DISK: &str = "size=1m";
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_as_root),
+    ignore = "acts as a second uid: needs root (CI runs as root)"
+)]
 fn a_full_disk_is_reported_spends_no_request_token_and_heals_by_itself() {
-    if !can_switch_users() {
-        return;
-    }
+    require_root();
     let sim = sim();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -1160,14 +1180,18 @@ fn pending_logins_survive_a_flood_of_refresh_info() {
 const CROWD: usize = 1100;
 
 #[test]
+#[cfg_attr(
+    not(kited_tests_many_fds),
+    ignore = "the hard open-files limit is too low for 1,100 connections"
+)]
 fn a_crowd_of_idle_connections_leaves_room_for_an_exchange_and_healthz() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
     let hard = limit.maximum.unwrap_or(u64::MAX);
-    if hard < 4 * CROWD as u64 {
-        eprintln!("skipped: the hard open-files limit ({hard}) is too low for the crowd");
-        return;
-    }
+    assert!(
+        hard >= 4 * CROWD as u64,
+        "the hard open-files limit ({hard}) is too low for the crowd"
+    );
     let set_soft = |soft: u64| {
         setrlimit(
             Resource::Nofile,
