@@ -181,4 +181,27 @@ mod tests {
             serde_json::json!({"kind": "not_configured", "message": "x"})
         );
     }
+
+    /// A new kind added to the enum but not to `ALL` fails to compile here: the match is
+    /// exhaustive, and each arm checks the kind's position in `ALL`.
+    #[test]
+    fn all_lists_every_kind_once() {
+        for (position, kind) in ErrorKind::ALL.iter().enumerate() {
+            let expected = match kind {
+                ErrorKind::NotConfigured => 0,
+                ErrorKind::LoginRequired => 1,
+                ErrorKind::Kite => 2,
+                ErrorKind::KiteUnavailable => 3,
+                ErrorKind::KiteTimeout => 4,
+                ErrorKind::WrongUser => 5,
+                ErrorKind::BadRequest => 6,
+                ErrorKind::StoreUnavailable => 7,
+                ErrorKind::Internal => 8,
+            };
+            assert_eq!(
+                position, expected,
+                "{kind:?} is out of place in ErrorKind::ALL"
+            );
+        }
+    }
 }
