@@ -139,8 +139,12 @@ fn demo_gives_a_token_with_one_click_and_cleans_up_on_ctrl_c() {
         demo_dir.starts_with(tmp.path()),
         "the demo lives in TMPDIR: {guide}"
     );
-    let socket = word_after(&guide, "--socket ").to_string();
-    let kitectl = word_after(&guide, "2. Then, in another terminal:\n").to_string();
+    let socket = word_after(&guide, "export KITED_SOCKET=").to_string();
+    let bin_dir = word_after(&guide, " PATH=")
+        .strip_suffix(":$PATH")
+        .unwrap_or_else(|| panic!("PATH is extended, not replaced: {guide}"))
+        .to_string();
+    let kitectl = PathBuf::from(bin_dir).join("kitectl");
 
     // The page is up; "Log in with Kite" asks the API for a login URL, and the simulated Kite
     // approves at once and sends the browser to kited's callback.
@@ -161,9 +165,10 @@ fn demo_gives_a_token_with_one_click_and_cleans_up_on_ctrl_c() {
     let landed = http_client::get(&callback).unwrap();
     assert_eq!(landed.status, 200, "{}", landed.text());
 
-    // The printed kitectl command gets the token.
+    // The printed commands get the token: kitectl finds the demo's socket through the export.
     let out = Command::new(&kitectl)
-        .args(["--socket", &socket, "get-token"])
+        .env("KITED_SOCKET", &socket)
+        .args(["get-token"])
         .output()
         .unwrap();
     assert!(

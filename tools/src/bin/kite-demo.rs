@@ -223,7 +223,10 @@ fn print_guide(
     log: &Path,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let ctl = format!("{} --socket {}", kitectl.display(), socket.display());
+    // One `export` instead of a long `--socket` on every command: kitectl reads KITED_SOCKET,
+    // and the demo's kitectl comes first on PATH.
+    let bin_dir = kitectl.parent().unwrap_or(Path::new("."));
+    let ctl = "kitectl";
     let exec_example =
         r#"sh -c 'echo "$KITE_API_KEY: a token of ${#KITE_ACCESS_TOKEN} characters"'"#;
     let mut out = std::io::stdout().lock();
@@ -233,6 +236,7 @@ fn print_guide(
          (your own profile is not touched).\n\n\
          1. Open {page} and press \"Log in with Kite\": the simulator logs you in at once.\n\n\
          2. Then, in another terminal:\n\
+         \x20  export KITED_SOCKET={} PATH={}:$PATH\n\
          \x20  {ctl} status\n\
          \x20  {ctl} get-token\n\
          \x20  {ctl} exec -- {exec_example}\n\
@@ -241,6 +245,8 @@ fn print_guide(
          kited's log: {}\n\
          Ctrl-C stops kited and the simulator and removes that directory.",
         dir.display(),
+        socket.display(),
+        bin_dir.display(),
         log.display()
     )?;
     out.flush()?;
