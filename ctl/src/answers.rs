@@ -25,7 +25,9 @@ pub fn api_key(text: &str) -> Result<String, String> {
 pub fn api_secret(text: &str) -> Result<String, String> {
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.trim().is_empty() {
-        return Err("the api secret is empty".into());
+        return Err("the api secret is empty: copy it from your app's page on \
+                    developers.kite.trade and paste it (nothing shows while you paste)"
+            .into());
     }
     if secret.chars().any(char::is_control) {
         return Err("the api secret must be one line of text".into());

@@ -43,6 +43,26 @@ impl Target {
     pub fn socket_path(&self) -> PathBuf {
         kite_proto::socket_path::socket_path(self.socket.as_deref(), &self.profile)
     }
+
+    /// The global flags to repeat in a command kitectl suggests, so the hint reaches the same
+    /// daemon: ` --socket PATH` when one was given, else ` --profile NAME` for another profile.
+    pub fn hint_flags(&self) -> String {
+        match &self.socket {
+            Some(path) => format!(" --socket {}", shell_word(&path.to_string_lossy())),
+            None if self.profile != DEFAULT_PROFILE => format!(" --profile {}", self.profile),
+            None => String::new(),
+        }
+    }
+}
+
+/// `text` as one shell word: as it is when it holds only safe characters, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 fn profile_name(name: &str) -> Result<String, String> {
@@ -442,5 +462,26 @@ mod tests {
             assert!(!line.contains('\n') && !line.is_empty(), "{bad}: {line}");
             assert!(line.contains("--help)"), "{bad}: {line}");
         }
+    }
+
+    fn target(profile: &str, socket: Option<&str>) -> Target {
+        Target {
+            profile: profile.to_string(),
+            socket: socket.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn hints_repeat_the_flags_that_reach_the_same_daemon() {
+        assert_eq!(target(DEFAULT_PROFILE, None).hint_flags(), "");
+        assert_eq!(target("prod", None).hint_flags(), " --profile prod");
+        assert_eq!(
+            target("prod", Some("/tmp/d/kited.sock")).hint_flags(),
+            " --socket /tmp/d/kited.sock"
+        );
+        assert_eq!(
+            target(DEFAULT_PROFILE, Some("/tmp/my dir/it's.sock")).hint_flags(),
+            " --socket '/tmp/my dir/it'\\''s.sock'"
+        );
     }
 }

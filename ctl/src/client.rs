@@ -175,6 +175,13 @@ impl Client {
         })
     }
 
+    /// The process id of the daemon on the other end (from `SO_PEERCRED`), to signal it.
+    pub fn peer_pid(&self) -> Option<rustix::process::Pid> {
+        rustix::net::sockopt::socket_peercred(&self.stream)
+            .ok()
+            .map(|creds| creds.pid)
+    }
+
     /// Sets how long to wait for each answer; `None` waits for ever (`watch`).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         self.stream

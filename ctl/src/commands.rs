@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> u8 {
             print(&script)
         }
         Command::Man { dir } => man(dir.as_deref()),
-        Command::Setup(args) => crate::setup::run(&target.profile, &args),
+        Command::Setup(args) => crate::setup::run(&target, &args),
     };
     finish(outcome, &target)
 }
@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> u8 {
 fn finish(outcome: Outcome, target: &Target) -> u8 {
     match outcome {
         Ok(()) => exit::OK,
-        Err(failure) => exit::report(&failure, &target.profile),
+        Err(failure) => exit::report(&failure, &target.hint_flags()),
     }
 }
 
@@ -186,9 +186,10 @@ fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
         callback_url,
     } = client.call(LoginUrl {})?;
     print(format!("{login_url}\n").as_bytes())?;
+    let flags = target.hint_flags();
     note(&format!(
         "Log in at that URL; Kite then sends the browser to {callback_url}, where kited takes the token.\n\
-         No browser on this machine? Run `kitectl exchange` and paste the address the browser ends on."
+         No browser on this machine? Run `kitectl{flags} exchange` and paste the address the browser ends on."
     ));
     if open {
         if let Err(why) = open_in_browser(&login_url) {

@@ -26,10 +26,12 @@ impl From<ClientError> for Failure {
 }
 
 /// What the person is told and which code the process ends with.
-pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
+/// `flags` are the global flags the person used (see `Target::hint_flags`), repeated in every
+/// kitectl command a message suggests.
+pub fn describe(failure: &Failure, flags: &str) -> (Option<String>, u8) {
     match failure {
         Failure::Client(ClientError::Daemon(e)) => {
-            (Some(daemon_message(e, profile)), e.kind.exit_code())
+            (Some(daemon_message(e, flags)), e.kind.exit_code())
         }
         Failure::Client(e) => (Some(e.to_string()), e.exit_code()),
         Failure::Local(message) => (Some(message.clone()), FAILURE),
@@ -39,18 +41,11 @@ pub fn describe(failure: &Failure, profile: &str) -> (Option<String>, u8) {
 }
 
 /// The actionable line for an error the daemon answered with. kited's own sentence is kept as
-/// it is (said once, not wrapped in another), with the commands it suggests made to name this
-/// profile.
-pub fn daemon_message(e: &WireError, profile: &str) -> String {
-    let profile_flag = if profile == kite_proto::socket_path::DEFAULT_PROFILE {
-        String::new()
-    } else {
-        format!(" --profile {profile}")
-    };
-    let for_profile = |text: &str| {
-        text.replace("`kitectl login", &format!("`kitectl{profile_flag} login"))
-            .replace("`kitectl setup", &format!("`kitectl{profile_flag} setup"))
-    };
+/// it is (said once, not wrapped in another), with the commands it suggests made to reach the
+/// same daemon (`flags`: ` --profile NAME` or ` --socket PATH`, or nothing).
+pub fn daemon_message(e: &WireError, flags: &str) -> String {
+    let profile_flag = flags;
+    let for_profile = |text: &str| text.replace("`kitectl ", &format!("`kitectl{flags} "));
     match e.kind {
         ErrorKind::LoginRequired if e.message.contains("log in with") => for_profile(&e.message),
         ErrorKind::LoginRequired => {
@@ -78,8 +73,8 @@ pub fn daemon_message(e: &WireError, profile: &str) -> String {
 }
 
 /// Prints `kitectl: MESSAGE` as exactly one line on stderr and returns the exit code.
-pub fn report(failure: &Failure, profile: &str) -> u8 {
-    let (message, code) = describe(failure, profile);
+pub fn report(failure: &Failure, flags: &str) -> u8 {
+    let (message, code) = describe(failure, flags);
     if let Some(message) = message {
         let line = format!("kitectl: {}\n", one_line(&message));
         let _ = io::stderr().write_all(line.as_bytes());
@@ -128,7 +123,7 @@ mod tests {
             } else {
                 FAILURE
             };
-            assert_eq!(describe(&failure, "default").1, expected, "{kind:?}");
+            assert_eq!(describe(&failure, "").1, expected, "{kind:?}");
         }
     }
 
@@ -136,20 +131,22 @@ mod tests {
     fn login_required_tells_how_to_log_in() {
         let e = WireError::new(ErrorKind::LoginRequired, "token expired at 06:00");
         let failure = Failure::Client(ClientError::Daemon(e.clone()));
-        let (message, code) = describe(&failure, "default");
+        let (message, code) = describe(&failure, "");
         assert_eq!(code, 4);
         assert_eq!(
             message.unwrap(),
             "no valid Kite token (token expired at 06:00): log in with `kitectl login --open`"
         );
-        assert!(daemon_message(&e, "prod").contains("`kitectl --profile prod login --open`"));
+        assert!(
+            daemon_message(&e, " --profile prod").contains("`kitectl --profile prod login --open`")
+        );
         // kited's own sentence is said once, with the profile's command.
         let full = WireError::new(
             ErrorKind::LoginRequired,
             "no valid Kite token (token is none): log in with `kitectl login --open`",
         );
         assert_eq!(
-            daemon_message(&full, "prod"),
+            daemon_message(&full, " --profile prod"),
             "no valid Kite token (token is none): log in with `kitectl --profile prod login --open`"
         );
     }
@@ -157,21 +154,18 @@ mod tests {
     #[test]
     fn not_configured_names_the_settings() {
         let e = WireError::new(ErrorKind::NotConfigured, "no api key");
-        let message = daemon_message(&e, "default");
+        let message = daemon_message(&e, "");
         assert!(message.starts_with("no api key;"), "{message}");
         assert!(message.contains("`kitectl setup`"), "{message}");
         assert_eq!(message.matches("configure").count(), 1, "{message}");
-        let (_, code) = describe(&Failure::Client(ClientError::Daemon(e)), "default");
+        let (_, code) = describe(&Failure::Client(ClientError::Daemon(e)), "");
         assert_eq!(code, 1);
     }
 
     #[test]
     fn other_kinds_pass_the_message_through() {
         let e = WireError::new(ErrorKind::Kite, "Token is invalid or has expired.");
-        assert_eq!(
-            daemon_message(&e, "default"),
-            "Token is invalid or has expired."
-        );
+        assert_eq!(daemon_message(&e, ""), "Token is invalid or has expired.");
     }
 
     #[test]
@@ -181,7 +175,7 @@ mod tests {
 
     #[test]
     fn closed_stdout_is_quiet_success() {
-        assert_eq!(describe(&Failure::StdoutClosed, "default"), (None, OK));
-        assert_eq!(describe(&Failure::Local("x".into()), "default").1, FAILURE);
+        assert_eq!(describe(&Failure::StdoutClosed, ""), (None, OK));
+        assert_eq!(describe(&Failure::Local("x".into()), "").1, FAILURE);
     }
 }

@@ -1,8 +1,10 @@
 //! `kitectl setup`: writes a profile's config and secret files, then starts its user unit.
 
 use crate::answers;
-use crate::cli::SetupFlags;
+use crate::cli::{SetupFlags, Target};
+use crate::client::Client;
 use crate::exit::{print, Failure};
+use kite_proto::message::Status;
 use kite_proto::socket_path::DEFAULT_PROFILE;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -10,8 +12,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The redirect URL kited has at its default listen address (127.0.0.1:8079) without a public URL.
-const DEFAULT_CALLBACK_URL: &str = "http://127.0.0.1:8079/auth/callback";
+/// The default profile's port (kited's default listen address is 127.0.0.1:8079).
+const DEFAULT_PORT: u16 = 8079;
+/// Other profiles get 8179, 8279, ...: one port each, so two profiles never fight over one and
+/// each has its own redirect URL; the step of 100 keeps the numbers easy to tell apart.
+const PROFILE_PORT_STEP: u16 = 100;
+/// More profiles than this on one machine is a mistake worth stopping at.
+const MAX_PROFILES: u16 = 9;
+/// How long a running kited may take to reload after setup sends it SIGHUP.
+const RELOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The profile's two files under `$XDG_CONFIG_HOME/kited/`.
 struct ProfileFiles {
@@ -47,10 +56,13 @@ struct Answers {
     api_key: String,
     api_secret: String,
     public_url: Option<String>,
+    /// The port for another profile than the default (`http.listen`), `None` for the default.
+    port: Option<u16>,
 }
 
 /// Runs `kitectl setup`.
-pub fn run(profile: &str, args: &SetupFlags) -> Result<(), Failure> {
+pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
+    let profile = target.profile.as_str();
     let files = ProfileFiles::for_profile(profile)?;
     if !args.force {
         for path in [&files.config, &files.secret] {
@@ -62,7 +74,10 @@ pub fn run(profile: &str, args: &SetupFlags) -> Result<(), Failure> {
             }
         }
     }
-    let answers = gather(args)?;
+    let mut answers = gather(args)?;
+    if profile != DEFAULT_PROFILE {
+        answers.port = Some(profile_port(&files, profile)?);
+    }
     write_files(&files, &answers)?;
     print(
         format!(
@@ -72,10 +87,16 @@ pub fn run(profile: &str, args: &SetupFlags) -> Result<(), Failure> {
         )
         .as_bytes(),
     )?;
+    let port = answers.port.unwrap_or(DEFAULT_PORT);
     let callback = match &answers.public_url {
         Some(url) => format!("{url}/auth/callback"),
-        None => DEFAULT_CALLBACK_URL.to_string(),
+        None => format!("http://127.0.0.1:{port}/auth/callback"),
     };
+    if let Some(port) = answers.port {
+        print(
+            format!("Profile {profile} listens on 127.0.0.1:{port} (http.listen).\n").as_bytes(),
+        )?;
+    }
     print(
         format!(
             "Register this redirect URL for your app on https://developers.kite.trade: {callback}\n"
@@ -87,7 +108,9 @@ pub fn run(profile: &str, args: &SetupFlags) -> Result<(), Failure> {
     } else {
         format!(" --profile {profile}")
     };
-    let started = if args.no_systemd {
+    let started = if reload_unconfigured(target)? {
+        Ok(())
+    } else if args.no_systemd {
         print(format!("Start kited with `kited{profile_flag}`.\n").as_bytes())?;
         Ok(())
     } else {
@@ -102,17 +125,16 @@ fn gather(args: &SetupFlags) -> Result<Answers, Failure> {
     let terminal = answers::stdin_is_terminal();
     let usage = Failure::Usage;
     let api_key = match &args.api_key {
-        Some(key) => key.clone(),
-        None if terminal => answer(answers::ask(
-            "Kite api key (developers.kite.trade, your app): ",
-        ))?,
+        Some(key) => answers::api_key(key).map_err(usage)?,
+        None if terminal => ask_until_valid(answers::api_key, || {
+            answers::ask("Kite api key (developers.kite.trade, your app): ")
+        })?,
         None => {
             return Err(usage(
                 "no api key: give --api-key KEY (stdin is not a terminal to ask on)".into(),
             ))
         }
     };
-    let api_key = answers::api_key(&api_key).map_err(usage)?;
     let api_secret =
         match &args.api_secret_file {
             Some(path) if path.as_os_str() == "-" => read_secret(io::stdin().lock(), "stdin")?,
@@ -125,7 +147,9 @@ fn gather(args: &SetupFlags) -> Result<Answers, Failure> {
                 })?;
                 read_secret(file, &path.display().to_string())?
             }
-            None if terminal => answer(answers::ask_hidden("Kite api secret (not shown): "))?,
+            None if terminal => ask_until_valid(answers::api_secret, || {
+                answers::ask_hidden("Kite api secret (not shown): ")
+            })?,
             None => return Err(usage(
                 "no api secret: give --api-secret-file PATH, or --api-secret-file - to read it \
                  from stdin (stdin is not a terminal to ask on)"
@@ -136,10 +160,16 @@ fn gather(args: &SetupFlags) -> Result<Answers, Failure> {
     let public_url = match &args.public_url {
         Some(url) => Some(url.clone()),
         None if terminal && args.api_secret_file.as_deref() != Some(Path::new("-")) => {
-            let url = answer(answers::ask(
-                "Public https URL of this kited behind a reverse proxy (Enter for none, the usual): ",
-            ))?;
-            Some(url).filter(|u| !u.trim().is_empty())
+            let optional_url = |text: &str| match text.trim() {
+                "" => Ok(String::new()),
+                url => answers::public_url(url),
+            };
+            let url = ask_until_valid(optional_url, || {
+                answers::ask(
+                    "Public https URL of this kited behind a reverse proxy (Enter for none, the usual): ",
+                )
+            })?;
+            Some(url).filter(|u| !u.is_empty())
         }
         None => None,
     };
@@ -151,7 +181,114 @@ fn gather(args: &SetupFlags) -> Result<Answers, Failure> {
         api_key,
         api_secret,
         public_url,
+        port: None,
     })
+}
+
+/// Asks on the terminal until the answer passes `check`: a typo is said and asked again, never
+/// the end of setup. End of input is still a usage error.
+fn ask_until_valid(
+    check: impl Fn(&str) -> Result<String, String>,
+    ask: impl Fn() -> io::Result<Option<String>>,
+) -> Result<String, Failure> {
+    loop {
+        let text = answer(ask())?;
+        match check(&text) {
+            Ok(value) => return Ok(value),
+            Err(why) => {
+                let _ = io::stderr().write_all(format!("kitectl: {why}; try again\n").as_bytes());
+            }
+        }
+    }
+}
+
+/// The port for a profile other than the default: the first of 8179, 8279, ... that no other
+/// profile's config file in the same directory already listens on.
+fn profile_port(files: &ProfileFiles, profile: &str) -> Result<u16, Failure> {
+    let mut taken = vec![DEFAULT_PORT];
+    if let Ok(entries) = fs::read_dir(&files.dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_other_profile = path.extension().is_some_and(|e| e == "toml")
+                && path.file_stem().is_some_and(|stem| stem != profile);
+            if is_other_profile {
+                if let Ok(text) = fs::read_to_string(&path) {
+                    taken.extend(listen_port(&text));
+                }
+            }
+        }
+    }
+    (1..=MAX_PROFILES)
+        .map(|n| DEFAULT_PORT + n * PROFILE_PORT_STEP)
+        .find(|port| !taken.contains(port))
+        .ok_or_else(|| {
+            Failure::Local(format!(
+                "every profile port from {} to {} is taken by another profile's http.listen",
+                DEFAULT_PORT + PROFILE_PORT_STEP,
+                DEFAULT_PORT + MAX_PROFILES * PROFILE_PORT_STEP
+            ))
+        })
+}
+
+/// The port of a config file's `http.listen`, if it sets one. kitectl reads no config files
+/// otherwise, so this is a line scan for `listen = "HOST:PORT"` in the `[http]` table (the form
+/// setup writes and the README shows), not a TOML parser.
+fn listen_port(config: &str) -> Option<u16> {
+    let mut in_http = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_http = line == "[http]";
+        } else if let Some((key, value)) = line.split_once('=') {
+            if in_http && key.trim() == "listen" {
+                let value = value.split('#').next()?.trim().trim_matches('"');
+                return value.rsplit_once(':')?.1.parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// A kited already running for this profile without a Kite app (started before setup) is told
+/// to reload (SIGHUP) and so reads the new files; true when it did and now has the app.
+fn reload_unconfigured(target: &Target) -> Result<bool, Failure> {
+    let Ok(mut client) = Client::connect(&target.socket_path()) else {
+        return Ok(false);
+    };
+    let configured = |client: &mut Client| -> Option<bool> {
+        client
+            .call(Status {})
+            .ok()
+            .map(|status| status.status.configured)
+    };
+    if configured(&mut client) != Some(false) {
+        return Ok(false);
+    }
+    let Some(pid) = client.peer_pid() else {
+        return Ok(false);
+    };
+    drop(client);
+    if rustix::process::kill_process(pid, rustix::process::Signal::HUP).is_err() {
+        return Ok(false);
+    }
+    let deadline = std::time::Instant::now() + RELOAD_DEADLINE;
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut client) = Client::connect(&target.socket_path()) {
+            if configured(&mut client) == Some(true) {
+                print(
+                    format!("kited (pid {}) was running without a Kite app; it reloaded and uses this one now.\n", pid.as_raw_nonzero())
+                        .as_bytes(),
+                )?;
+                return Ok(true);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(Failure::Local(format!(
+        "the files are written, but the kited already running (pid {}) did not take them within \
+         {} s: restart it",
+        pid.as_raw_nonzero(),
+        RELOAD_DEADLINE.as_secs()
+    )))
 }
 
 /// An answer typed on the terminal; end of input is a usage error.
@@ -197,8 +334,14 @@ fn config_text(answers: &Answers) -> String {
     );
     // Both values were checked to be plain ASCII without quotes or backslashes.
     text.push_str(&format!("api_key = \"{}\"\n", answers.api_key));
+    if answers.public_url.is_some() || answers.port.is_some() {
+        text.push_str("\n[http]\n");
+    }
+    if let Some(port) = answers.port {
+        text.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
+    }
     if let Some(url) = &answers.public_url {
-        text.push_str(&format!("\n[http]\npublic_url = \"{url}\"\n"));
+        text.push_str(&format!("public_url = \"{url}\"\n"));
     }
     text
 }
@@ -307,6 +450,7 @@ mod tests {
             api_key: "abcdef12".into(),
             api_secret: "topsecret".into(),
             public_url: Some("https://kite.example.com".into()),
+            port: None,
         };
         let text = config_text(&answers);
         assert!(text.contains("api_key = \"abcdef12\""), "{text}");
@@ -328,6 +472,33 @@ mod tests {
         assert_eq!(read_secret(&b"abc"[..], "f").unwrap(), "abc");
         assert!(read_secret(&b"abc\ndef\n"[..], "f").is_err());
         assert!(read_secret(&vec![b'a'; 5000][..], "f").is_err());
+    }
+
+    #[test]
+    fn other_profiles_get_a_port_of_their_own() {
+        let dir = std::env::temp_dir().join(format!("kitectl-setup-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let files = |profile: &str| ProfileFiles {
+            dir: dir.clone(),
+            config: dir.join(format!("{profile}.toml")),
+            secret: dir.join(format!("{profile}.api-secret")),
+        };
+        fs::write(dir.join("default.toml"), "[kite]\napi_key = \"abcdef\"\n").unwrap();
+        assert_eq!(profile_port(&files("prod"), "prod").unwrap(), 8179);
+        fs::write(
+            dir.join("prod.toml"),
+            "[kite]\napi_key = \"abcdef\"\n\n[http]\nlisten = \"127.0.0.1:8179\"\n",
+        )
+        .unwrap();
+        assert_eq!(profile_port(&files("dev"), "dev").unwrap(), 8279);
+        // Re-running setup for prod keeps its own port free for it.
+        assert_eq!(profile_port(&files("prod"), "prod").unwrap(), 8179);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            listen_port("[http]\nlisten = \"127.0.0.1:9000\" # x\n"),
+            Some(9000)
+        );
+        assert_eq!(listen_port("[kite]\nlisten = \"127.0.0.1:9000\"\n"), None);
     }
 
     #[test]
