@@ -116,7 +116,7 @@ pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
     } else {
         start_unit(profile, &profile_flag)
     };
-    print(format!("Next: kitectl{profile_flag} login --open\n").as_bytes())?;
+    print(format!("Next: kitectl{} login --open\n", target.hint_flags()).as_bytes())?;
     started
 }
 

@@ -70,6 +70,19 @@ impl Terminal {
             .unwrap();
     }
 
+    /// Waits until `prompt` has been shown `times` times (a question asked again), then types
+    /// `line` and Enter.
+    pub fn answer_again(&mut self, prompt: &str, times: usize, line: &str) {
+        eventually(
+            PROMPT_DEADLINE,
+            &format!("the prompt {prompt:?} shown {times} times"),
+            || self.screen().matches(prompt).count() >= times,
+        );
+        self.master
+            .write_all(format!("{line}\r").as_bytes())
+            .unwrap();
+    }
+
     /// Everything shown, once the program has closed the terminal.
     pub fn finish(&mut self) -> String {
         if let Some(reader) = self.reader.take() {

@@ -367,6 +367,125 @@ fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
 /// How long a unit may take to change state (systemctl waits for the job itself).
 const UNIT_DEADLINE: Duration = Duration::from_secs(30);
 
+#[test]
+fn setup_on_a_terminal_asks_again_after_a_typo_and_says_where_the_secret_is() {
+    let home = Home::new();
+    let mut terminal = Terminal::open();
+    let mut child = home
+        .kitectl(&["setup", "--no-systemd"])
+        .stdin(terminal.slave())
+        .stdout(terminal.slave())
+        .stderr(terminal.slave())
+        .spawn()
+        .unwrap();
+    terminal.answer("api key", "not a key!");
+    terminal.answer_again("api key", 2, "abcdef12");
+    terminal.answer("api secret", "");
+    terminal.answer_again("api secret", 2, "s3cret-after-all");
+    terminal.answer("Public", "ftp://nope");
+    terminal.answer_again("Public", 2, "");
+    let status = child.wait().unwrap();
+    let screen = terminal.finish();
+    assert!(status.success(), "{screen}");
+    assert_eq!(screen.matches("try again").count(), 3, "{screen}");
+    assert!(
+        screen.contains("copy it from your app's page on developers.kite.trade"),
+        "an empty secret says where to find it: {screen}"
+    );
+    let toml = fs::read_to_string(home.file("default.toml")).unwrap();
+    assert!(toml.contains("api_key = \"abcdef12\""), "{toml}");
+    assert!(!toml.contains("public_url"), "{toml}");
+    assert_eq!(
+        fs::read_to_string(home.file("default.api-secret")).unwrap(),
+        "s3cret-after-all\n"
+    );
+}
+
+#[test]
+fn setup_gives_each_further_profile_a_port_and_redirect_url_of_its_own() {
+    let home = Home::new();
+    let setup = |profile: &str| {
+        home.run(
+            &[
+                "--profile",
+                profile,
+                "setup",
+                "--no-systemd",
+                "--api-key",
+                "abcdef12",
+                "--api-secret-file",
+                "-",
+            ],
+            "s3cret\n",
+        )
+    };
+    for (profile, port) in [("default", 8079), ("prod", 8179), ("dev", 8279)] {
+        let out = setup(profile);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains(&format!("http://127.0.0.1:{port}/auth/callback")),
+            "{profile}: {stdout}"
+        );
+        let toml = fs::read_to_string(home.file(&format!("{profile}.toml"))).unwrap();
+        if profile == "default" {
+            assert!(!toml.contains("listen"), "{toml}");
+        } else {
+            assert!(
+                toml.contains(&format!("listen = \"127.0.0.1:{port}\"")),
+                "{toml}"
+            );
+        }
+    }
+}
+
+#[test]
+fn setup_tells_a_running_unconfigured_kited_to_reload() {
+    let sim = sim();
+    let home = Home::new();
+    // kited started before setup, with no Kite app anywhere, on the profile's own socket.
+    let daemon = Daemon::builder(&sim)
+        .no_api_key()
+        .no_api_secret()
+        .env("XDG_CONFIG_HOME", home.config_home().to_str().unwrap())
+        .start();
+    let before = daemon.ctl(&["status", "--json"]);
+    assert!(
+        text(&before.stdout).contains("\"configured\":false"),
+        "{}",
+        text(&before.stdout)
+    );
+    let socket = daemon.socket_path().to_str().unwrap().to_string();
+    let out = home.run(
+        &[
+            "--socket",
+            &socket,
+            "setup",
+            "--no-systemd",
+            "--api-key",
+            &sim.api_key(),
+            "--api-secret-file",
+            "-",
+        ],
+        &format!("{}\n", sim.api_secret()),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("it reloaded and uses this one now"),
+        "{stdout}"
+    );
+    // The next step repeats the socket the person used.
+    assert!(
+        stdout.contains(&format!("kitectl --socket {socket} login --open")),
+        "{stdout}"
+    );
+    let login = daemon.ctl(&["login"]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let (status, body) = follow_browser_login(&daemon, text(&login.stdout).trim());
+    assert_eq!(status, 200, "{body}\n{}", daemon.log());
+}
+
 /// A private user manager in a directory outside /tmp and /home (the units' `PrivateTmp=` and
 /// `ProtectHome=` would hide those from kited). It needs root (private namespaces); a machine
 /// that cannot run one fails the test with the reason.
