@@ -163,11 +163,21 @@ Exit 0 when every channel delivered, 1 otherwise (or when none is configured).")
     #[command(after_help = "\
 Examples:
   kitectl exec -- python trade.py --live
-  kitectl exec --wait 120 -- ./bot")]
+  kitectl exec --wait 120 -- ./bot
+  kitectl exec --on-new-token restart -- ./bot
+                                restart the bot with each new token (SIGTERM, 10 s, SIGKILL)
+  kitectl exec --on-new-token signal:HUP -- ./bot
+                                send it SIGHUP instead; it re-reads `kitectl get-token` itself
+
+With restart or signal:NAME kitectl stays as the bot's supervisor: SIGINT, SIGTERM and SIGHUP
+are passed on, and it exits with the bot's own status.")]
     Exec {
         /// Wait up to SECS seconds for a valid token.
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
+        /// What to do when someone logs in again: none, restart, or signal:NAME (signal:HUP).
+        #[arg(long, value_name = "ACTION", default_value = "none", value_parser = crate::supervise::OnNewToken::parse)]
+        on_new_token: crate::supervise::OnNewToken,
         /// The command and its arguments.
         #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
@@ -341,6 +351,7 @@ fn one_line_usage(rendered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervise::OnNewToken;
     use clap::CommandFactory;
 
     fn argv(line: &str) -> Vec<OsString> {
@@ -416,6 +427,7 @@ mod tests {
             cli.command,
             Command::Exec {
                 wait: None,
+                on_new_token: OnNewToken::None,
                 command: argv("python x.py --live -v")
             }
         );
@@ -424,10 +436,24 @@ mod tests {
             cli.command,
             Command::Exec {
                 wait: Some(3),
+                on_new_token: OnNewToken::None,
                 command: argv("./bot --json")
             }
         );
         assert!(Cli::try_parse_from(argv("kitectl exec")).is_err());
+        let cli =
+            Cli::try_parse_from(argv("kitectl exec --on-new-token signal:usr1 -- ./bot")).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Exec {
+                wait: None,
+                on_new_token: OnNewToken::Signal(rustix::process::Signal::USR1),
+                command: argv("./bot")
+            }
+        );
+        let err =
+            Cli::try_parse_from(argv("kitectl exec --on-new-token reboot -- ./bot")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

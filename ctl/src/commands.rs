@@ -34,7 +34,16 @@ pub fn run(cli: Cli) -> u8 {
         Command::Logout => logout(&target),
         Command::PushTest => push_test(&target),
         Command::Env { wait } => env(&target, wait),
-        Command::Exec { wait, command } => exec(&target, wait, &command),
+        Command::Exec {
+            wait,
+            on_new_token: crate::supervise::OnNewToken::None,
+            command,
+        } => exec(&target, wait, &command),
+        Command::Exec {
+            wait,
+            on_new_token,
+            command,
+        } => return crate::supervise::run(&target, on_new_token, wait, &command),
         Command::Watch { json } => watch(&target, json),
         Command::Ping => ping(&target),
         Command::Shutdown => shutdown(&target),
@@ -49,14 +58,14 @@ pub fn run(cli: Cli) -> u8 {
     finish(outcome, &target)
 }
 
-fn finish(outcome: Outcome, target: &Target) -> u8 {
+pub(crate) fn finish(outcome: Outcome, target: &Target) -> u8 {
     match outcome {
         Ok(()) => exit::OK,
         Err(failure) => exit::report(&failure, &target.hint_flags()),
     }
 }
 
-fn connect(target: &Target) -> Result<Client, ClientError> {
+pub(crate) fn connect(target: &Target) -> Result<Client, ClientError> {
     Client::connect(&target.socket_path())
 }
 
@@ -68,7 +77,10 @@ pub fn answer_timeout(wait: Option<u64>) -> Duration {
     }
 }
 
-fn fetch_token(client: &mut Client, wait: Option<u64>) -> Result<IssuedToken, ClientError> {
+pub(crate) fn fetch_token(
+    client: &mut Client,
+    wait: Option<u64>,
+) -> Result<IssuedToken, ClientError> {
     if wait.is_some() {
         client.set_read_timeout(Some(answer_timeout(wait)))?;
     }

@@ -8,6 +8,7 @@ mod exit;
 mod paste;
 mod qr;
 mod setup;
+mod supervise;
 
 use clap::Parser;
 use std::ffi::OsString;

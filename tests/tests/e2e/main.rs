@@ -10,6 +10,7 @@ mod helper;
 
 mod demo;
 mod events;
+mod exec;
 mod first_hour;
 mod foundation;
 mod install;
