@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -189,6 +189,9 @@ struct State {
     request_tokens: HashMap<String, RequestToken>,
     /// Live access tokens only: killing one removes it.
     access_tokens: HashMap<String, Session>,
+    /// When each session was minted, just before its answer left: the "exchange's answer" that
+    /// latency benchmarks measure from.
+    minted_at: HashMap<String, SystemTime>,
     refresh_tokens: HashMap<String, User>,
     faults: VecDeque<Fault>,
     calls: Vec<Call>,
@@ -336,6 +339,11 @@ impl Sim {
         self.state().issue_refresh_tokens = on;
     }
 
+    /// When the session holding `access_token` was minted (its answer left right after).
+    pub fn minted_at(&self, access_token: &str) -> Option<SystemTime> {
+        self.state().minted_at.get(access_token).copied()
+    }
+
     /// Every request received so far, oldest first (control routes excluded).
     pub fn calls(&self) -> Vec<Call> {
         self.state().calls.clone()
@@ -411,6 +419,7 @@ impl State {
             issue_refresh_tokens: false,
             next_access_token: None,
             log_calls: config.log_calls,
+            minted_at: HashMap::new(),
             request_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
@@ -440,6 +449,8 @@ impl State {
             .unwrap_or_else(|| random_token(32));
         self.access_tokens
             .insert(access_token.clone(), Session { user: user.clone() });
+        self.minted_at
+            .insert(access_token.clone(), SystemTime::now());
         let refresh_token = match refresh_token {
             Some(t) => t,
             None if self.issue_refresh_tokens => {

@@ -11,6 +11,8 @@
 //! RSS, threads and wake-ups, and the binary sizes. Progress goes to stderr; stdout is the report
 //! as markdown (paste it into docs/benchmarks.md).
 
+mod live_token;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
@@ -59,6 +61,12 @@ struct Opts {
     /// Seconds each throughput run lasts.
     #[arg(long, default_value_t = 3.0)]
     load_secs: f64,
+    /// Logins in the live-token run (from Kite's answer to each program using the new token).
+    #[arg(long, default_value_t = 30)]
+    live_logins: usize,
+    /// Run only the live-token measurement.
+    #[arg(long)]
+    only_live: bool,
 }
 
 fn main() -> ExitCode {
@@ -362,9 +370,18 @@ fn row(metric: &str, result: String, goal: &str, met: Option<bool>) -> Row {
     }
 }
 
+/// The repository this kite-bench was built from (for the client libraries it drives).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn run(opts: &Opts) -> Result<String, String> {
     if cfg!(debug_assertions) {
         progress("warning: this is a debug build of kite-bench; run it with --release");
+    }
+    if opts.only_live {
+        progress("live token only");
+        return live_token::run(&bin("kitectl"), &repo(), opts.live_logins);
     }
     if std::env::var_os("KITED_BIN_DIR").is_none() {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -855,5 +872,7 @@ fn run(opts: &Opts) -> Result<String, String> {
             r.metric, r.result, r.goal, met
         );
     }
+    progress("live token: logins reaching watch, the libraries, Redis and an exec child");
+    out.push_str(&live_token::run(&kitectl, &repo(), opts.live_logins)?);
     Ok(out)
 }
