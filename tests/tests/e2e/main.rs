@@ -9,11 +9,13 @@
 mod helper;
 
 mod demo;
+mod doctor;
 mod events;
 mod first_hour;
 mod foundation;
 mod install;
 mod push;
+mod readiness;
 mod remote;
 mod resilience;
 mod security;
