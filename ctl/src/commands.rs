@@ -5,8 +5,8 @@ use crate::client::{Client, ClientError, TIMEOUT};
 use crate::exit::{self, note, print, Failure};
 use clap::CommandFactory;
 use kite_proto::message::{
-    Doctor, DoctorReport, Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl, LoginUrls, Logout, Ping,
-    PushResults, PushTest, Shutdown, Status, Watch,
+    Doctor, DoctorReport, Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl,
+    LoginUrls, Logout, Ping, PushResults, PushTest, Shutdown, Status, Watch,
 };
 use kite_proto::{Event, TokenStatus};
 use serde_json::Value;

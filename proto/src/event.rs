@@ -129,9 +129,7 @@ impl Event {
             EventKind::EnvFileFailed { path, reason } => {
                 format!("kited cannot rewrite {path}: {reason}")
             }
-            EventKind::MarketReady { .. } => {
-                "Ready for the market: every check passed".to_string()
-            }
+            EventKind::MarketReady { .. } => "Ready for the market: every check passed".to_string(),
             EventKind::MarketNotReady { checks } => {
                 let failed = checks
                     .iter()
@@ -277,7 +275,10 @@ mod tests {
         );
         let checks = vec![
             Check::passed("token", "logged in"),
-            Check::failed("ip", "this host sends from 198.51.100.9, registered: 203.0.113.7"),
+            Check::failed(
+                "ip",
+                "this host sends from 198.51.100.9, registered: 203.0.113.7",
+            ),
         ];
         assert_eq!(
             event(EventKind::MarketNotReady { checks }, at).sentence(),

@@ -99,7 +99,11 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
         ("push.ntfy", describe_ntfy(&config)),
         (
             "readiness.at",
-            config.readiness.at.format("%H:%M IST, trading days").to_string(),
+            config
+                .readiness
+                .at
+                .format("%H:%M IST, trading days")
+                .to_string(),
         ),
         ("readiness.static_ips", describe_static_ips(&config)),
         (

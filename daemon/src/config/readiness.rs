@@ -59,10 +59,12 @@ impl Readiness {
             .static_ips
             .iter()
             .map(|text| {
-                text.trim().parse::<IpAddr>().map_err(|_| ConfigError::Invalid {
-                    key: "readiness.static_ips",
-                    message: format!("{text:?} is not an IP address like \"203.0.113.7\""),
-                })
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "readiness.static_ips",
+                        message: format!("{text:?} is not an IP address like \"203.0.113.7\""),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let echo_text = file.ip_echo_url.as_deref().unwrap_or(DEFAULT_IP_ECHO_URL);
@@ -151,7 +153,11 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.starts_with("readiness.ip_echo_url is invalid"), "{err}");
-        for fine in ["http://127.0.0.1:9/", "http://localhost:8/ip", "http://[::1]:7/"] {
+        for fine in [
+            "http://127.0.0.1:9/",
+            "http://localhost:8/ip",
+            "http://[::1]:7/",
+        ] {
             resolve(FileReadiness {
                 ip_echo_url: Some(fine.into()),
                 ..Default::default()

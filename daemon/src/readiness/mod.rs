@@ -54,7 +54,10 @@ pub async fn run(session: &Session) -> Vec<Check> {
                 Check::failed("kite", &detail),
             ];
             checks.extend(ip);
-            checks.push(Check::failed("clock", "Kite's clock was not read: kited is not set up"));
+            checks.push(Check::failed(
+                "clock",
+                "Kite's clock was not read: kited is not set up",
+            ));
             checks
         }
     };
@@ -206,12 +209,25 @@ mod tests {
     #[test]
     fn the_clock_check_allows_two_seconds() {
         let at = |t: &str| t.parse::<DateTime<Utc>>().unwrap();
-        let fine = clock_check(&probe(Some("2026-11-23T03:20:00Z")), at("2026-11-23T03:20:01Z"));
+        let fine = clock_check(
+            &probe(Some("2026-11-23T03:20:00Z")),
+            at("2026-11-23T03:20:01Z"),
+        );
         assert!(fine.ok, "{fine:?}");
-        let ahead = clock_check(&probe(Some("2026-11-23T03:20:00Z")), at("2026-11-23T03:20:05.5Z"));
+        let ahead = clock_check(
+            &probe(Some("2026-11-23T03:20:00Z")),
+            at("2026-11-23T03:20:05.5Z"),
+        );
         assert!(!ahead.ok);
-        assert!(ahead.detail.contains("5 s ahead of Kite's"), "{}", ahead.detail);
-        let behind = clock_check(&probe(Some("2026-11-23T03:20:10Z")), at("2026-11-23T03:20:00Z"));
+        assert!(
+            ahead.detail.contains("5 s ahead of Kite's"),
+            "{}",
+            ahead.detail
+        );
+        let behind = clock_check(
+            &probe(Some("2026-11-23T03:20:10Z")),
+            at("2026-11-23T03:20:00Z"),
+        );
         assert!(behind.detail.contains("behind Kite's"), "{}", behind.detail);
         assert!(!clock_check(&probe(None), at("2026-11-23T03:20:00Z")).ok);
     }

@@ -456,9 +456,8 @@ mod tests {
     fn reminders_repeat_until_market_open_while_no_token() {
         let r = readiness(15 * 60);
         let e = expiry();
-        let remind = |now: &str, last: &str, usable| {
-            next_repeat(utc(now), Some(utc(last)), usable, &r, &e)
-        };
+        let remind =
+            |now: &str, last: &str, usable| next_repeat(utc(now), Some(utc(last)), usable, &r, &e);
         // 08:45 → 09:00; 09:00 → none (09:15 is market open, too late for "before open").
         assert_eq!(
             remind("2026-11-23 08:45:00", "2026-11-23 08:45:00", false),
@@ -507,9 +506,25 @@ mod tests {
             last_remind: Some(utc("2026-11-23 08:45:00")),
             ..Done::default()
         };
-        let p = super::plan(utc("2026-11-23 08:45:00"), None, &expiry(), &done, None, &r, None);
+        let p = super::plan(
+            utc("2026-11-23 08:45:00"),
+            None,
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
         assert_eq!(p.next, Some(utc("2026-11-23 08:46:00")));
-        let p = super::plan(utc("2026-11-23 08:46:00"), None, &expiry(), &done, None, &r, None);
+        let p = super::plan(
+            utc("2026-11-23 08:46:00"),
+            None,
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
         assert_eq!(p.due, vec![Action::Remind]);
         // With a valid token the repeat is gone from the plan (an invalidated one does not count).
         let t = token("2026-11-24T06:00:00+05:30");
@@ -529,7 +544,15 @@ mod tests {
         assert_eq!(p.next, Some(utc("2026-11-23 09:15:30")));
         let mut dead = t.clone();
         dead.invalidated = Some("Kite refused it".into());
-        let p = super::plan(utc("2026-11-23 08:46:00"), Some(&dead), &expiry(), &done, None, &r, None);
+        let p = super::plan(
+            utc("2026-11-23 08:46:00"),
+            Some(&dead),
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
         assert_eq!(p.due, vec![Action::Remind]);
     }
 }

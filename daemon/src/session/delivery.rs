@@ -15,7 +15,9 @@ pub enum Health {
     NothingDue,
     /// The most recent message is on its way (no outcome yet); `last_error` is from the message
     /// before it, when that one failed.
-    Sending { last_error: Option<String> },
+    Sending {
+        last_error: Option<String>,
+    },
     Delivered,
     Failing(String),
 }

@@ -537,7 +537,10 @@ impl Session {
                 .current()
                 .is_some_and(|now| now.access_token == checked.access_token)
             {
-                if let Err(e) = self.invalidate(&format!("Kite refused it: {message}")).await {
+                if let Err(e) = self
+                    .invalidate(&format!("Kite refused it: {message}"))
+                    .await
+                {
                     tracing::error!("cannot record that Kite refused the token: {e}");
                 }
             }

@@ -80,7 +80,10 @@ fn doctor_passes_then_names_each_failure() {
 
     // No token yet: only the token check fails, and it says how to log in.
     let lines = shown("no token", &d, 1);
-    assert!(line(&lines, "token").contains("kitectl login --open"), "{lines:#?}");
+    assert!(
+        line(&lines, "token").contains("kitectl login --open"),
+        "{lines:#?}"
+    );
 
     login_headless(&d);
     let lines = shown("all ok", &d, 0);
@@ -90,12 +93,17 @@ fn doctor_passes_then_names_each_failure() {
         line(&lines, "token"),
         "token: ok \u{2014} logged in as Kite Tester (AB1234) until 06:00 IST"
     );
-    assert!(line(&lines, "ip").starts_with(&format!("ip: ok \u{2014} this host sends from {REGISTERED}")));
+    assert!(line(&lines, "ip").starts_with(&format!(
+        "ip: ok \u{2014} this host sends from {REGISTERED}"
+    )));
     assert_eq!(line(&lines, "sinks"), "sinks: ok \u{2014} none configured");
     assert_eq!(line(&lines, "push"), "push: ok \u{2014} none configured");
     let (code, json) = doctor_json(&d);
     assert_eq!(code, Some(0));
-    assert_eq!(json.as_object().unwrap().keys().collect::<Vec<_>>(), ["checks"]);
+    assert_eq!(
+        json.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["checks"]
+    );
     assert_eq!(json["checks"].as_array().unwrap().len(), 6);
     assert_eq!(json["checks"][0]["name"], "token");
     assert_eq!(json["checks"][0]["ok"], true);
@@ -118,18 +126,25 @@ fn doctor_passes_then_names_each_failure() {
     // The echo sends a page, then a megabyte: a clear failure, not a hang or a crash.
     echo.set(Echo::Html);
     let lines = shown("ip echo answers HTML", &d, 1);
-    assert!(line(&lines, "ip").contains("did not answer an IP address"), "{lines:#?}");
+    assert!(
+        line(&lines, "ip").contains("did not answer an IP address"),
+        "{lines:#?}"
+    );
     assert!(line(&lines, "ip").contains("<html>"), "{lines:#?}");
     echo.set(Echo::Megabyte);
     let lines = shown("ip echo answers a megabyte", &d, 1);
-    assert!(line(&lines, "ip").contains("more than 4096 bytes"), "{lines:#?}");
+    assert!(
+        line(&lines, "ip").contains("more than 4096 bytes"),
+        "{lines:#?}"
+    );
     echo.set(Echo::Text(REGISTERED.into()));
 
     // Kite's clock says half a minute later than kited's.
     sim.set_date_offset(30);
     let lines = shown("clock skew", &d, 1);
     assert!(
-        line(&lines, "clock").contains("30 s behind Kite's") && line(&lines, "clock").contains("timedatectl"),
+        line(&lines, "clock").contains("30 s behind Kite's")
+            && line(&lines, "clock").contains("timedatectl"),
         "{lines:#?}"
     );
     assert_eq!(failed_names(&doctor_json(&d).1), ["clock"]);
@@ -139,18 +154,34 @@ fn doctor_passes_then_names_each_failure() {
     sim.set_fault(1, Fault::Hang);
     let started = Instant::now();
     let lines = shown("kite hanging", &d, 1);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-    assert!(line(&lines, "kite").contains("did not answer within 2s"), "{lines:#?}");
-    assert!(line(&lines, "token").contains("could not confirm"), "{lines:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        line(&lines, "kite").contains("did not answer within 2s"),
+        "{lines:#?}"
+    );
+    assert!(
+        line(&lines, "token").contains("could not confirm"),
+        "{lines:#?}"
+    );
     // A hang says nothing about the token: it still works.
     assert_eq!(shown("after the hang", &d, 0).len(), 6);
 
     // Kite killed the token early: failed, and the token is invalidated as the periodic check does.
     sim.kill_all_access_tokens();
     let lines = shown("token killed at Kite", &d, 1);
-    assert!(line(&lines, "token").contains("Kite refused the token"), "{lines:#?}");
+    assert!(
+        line(&lines, "token").contains("Kite refused the token"),
+        "{lines:#?}"
+    );
     assert!(line(&lines, "token").contains("invalidated"), "{lines:#?}");
-    assert_eq!(crate::helper::status(&d).state, kite_proto::TokenState::Invalidated);
+    assert_eq!(
+        crate::helper::status(&d).state,
+        kite_proto::TokenState::Invalidated
+    );
     let out = d.ctl(&["get-token"]);
     assert_eq!(out.status.code(), Some(4));
 }
@@ -165,8 +196,14 @@ fn doctor_when_kite_is_down_and_when_kited_is_down() {
         .env("KITE_API_ROOT", &dead)
         .start();
     let lines = shown("kite down", &d, 1);
-    assert!(line(&lines, "kite").contains("cannot reach Kite"), "{lines:#?}");
-    assert!(line(&lines, "clock").starts_with("clock: failed"), "{lines:#?}");
+    assert!(
+        line(&lines, "kite").contains("cannot reach Kite"),
+        "{lines:#?}"
+    );
+    assert!(
+        line(&lines, "clock").starts_with("clock: failed"),
+        "{lines:#?}"
+    );
     // The ip check does not depend on Kite.
     assert!(line(&lines, "ip").starts_with("ip: ok"), "{lines:#?}");
     d.terminate();
@@ -190,7 +227,11 @@ fn a_failing_push_channel_fails_the_push_check_until_a_delivery_works() {
     login_headless(&d);
     phone.ntfy.wait_for_message("Logged in as", ARRIVAL);
     eventually(ARRIVAL, "telegram's refusal", || {
-        phone.telegram.requests().iter().any(|r| r.status == Some(401))
+        phone
+            .telegram
+            .requests()
+            .iter()
+            .any(|r| r.status == Some(401))
     });
     let mut lines = Vec::new();
     eventually(ARRIVAL, "the push check to fail", || {
@@ -199,7 +240,10 @@ fn a_failing_push_channel_fails_the_push_check_until_a_delivery_works() {
     });
     eprintln!("--- doctor, push failing:\n{}", lines.join("\n"));
     let push = line(&lines, "push");
-    assert!(push.contains("telegram: last delivery failed (HTTP 401"), "{push}");
+    assert!(
+        push.contains("telegram: last delivery failed (HTTP 401"),
+        "{push}"
+    );
     assert!(push.contains("ntfy: last delivery succeeded"), "{push}");
     assert!(push.contains("kitectl push-test"), "{push}");
     // A test message that gets through clears it.
@@ -246,8 +290,14 @@ fn a_hanging_echo_delays_no_other_client() {
         "while doctor waits on a hanging echo: kitectl get-token {best:?}, socket ping {socket:?}, \
          HTTP status {http:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "the measurement ran past the hang");
-    assert!(best < Duration::from_millis(100), "kitectl get-token took {best:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the measurement ran past the hang"
+    );
+    assert!(
+        best < Duration::from_millis(100),
+        "kitectl get-token took {best:?}"
+    );
     assert!(socket < Duration::from_millis(100) && http < Duration::from_millis(100));
     // The doctor itself ends at kite.timeout with the echo named.
     let (status, stdout, _) = guard.wait(Duration::from_secs(30), "kitectl doctor");
@@ -262,7 +312,10 @@ fn readiness_config_is_checked_at_start_and_shown_by_check_config() {
     for (table, key) in [
         ("at = \"8:5O\"", "readiness.at"),
         ("static_ips = [\"my-server\"]", "readiness.static_ips"),
-        ("ip_echo_url = \"http://ip.example.com/\"", "readiness.ip_echo_url"),
+        (
+            "ip_echo_url = \"http://ip.example.com/\"",
+            "readiness.ip_echo_url",
+        ),
     ] {
         let mut d = Daemon::builder(&sim)
             .config_toml(&format!("[readiness]\n{table}\n"))
@@ -288,6 +341,12 @@ fn readiness_config_is_checked_at_start_and_shown_by_check_config() {
     assert_eq!(out.status.code(), Some(0), "{shown} {}", text(&out.stderr));
     assert!(shown.contains("readiness.at"), "{shown}");
     assert!(shown.contains("08:50 IST"), "{shown}");
-    assert!(shown.contains("203.0.113.7, 203.0.113.8, 203.0.113.9"), "{shown}");
-    assert!(shown.contains("warning: readiness.static_ips lists 3 addresses"), "{shown}");
+    assert!(
+        shown.contains("203.0.113.7, 203.0.113.8, 203.0.113.9"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("warning: readiness.static_ips lists 3 addresses"),
+        "{shown}"
+    );
 }

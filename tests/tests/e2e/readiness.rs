@@ -38,7 +38,9 @@ fn watch(d: &Daemon) -> mpsc::Receiver<Value> {
     std::thread::spawn(move || {
         for line in BufReader::new(&stream).lines() {
             let Ok(line) = line else { break };
-            let Ok(value) = serde_json::from_str::<Value>(&line) else { break };
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                break;
+            };
             if tx.send(value).is_err() {
                 break;
             }
@@ -51,7 +53,12 @@ fn watch(d: &Daemon) -> mpsc::Receiver<Value> {
 }
 
 /// The next event named `name` within `within`; others go into `seen`.
-fn expect(rx: &mpsc::Receiver<Value>, name: &str, within: Duration, seen: &mut Vec<Value>) -> Value {
+fn expect(
+    rx: &mpsc::Receiver<Value>,
+    name: &str,
+    within: Duration,
+    seen: &mut Vec<Value>,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -90,9 +97,16 @@ fn market_ready_at_0850_with_every_check() {
     login_headless(&d);
     let mut seen = Vec::new();
     let ready = expect(&events, "market_ready", WAIT, &mut seen);
-    assert_eq!(names(&ready), ["token", "kite", "ip", "clock", "sinks", "push"]);
+    assert_eq!(
+        names(&ready),
+        ["token", "kite", "ip", "clock", "sinks", "push"]
+    );
     assert!(
-        ready["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true),
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
         "{ready}"
     );
     assert!(rfc3339(ready["at"].as_str().unwrap()) >= rfc3339("2026-11-23T08:50:00+05:30"));
@@ -114,7 +128,10 @@ fn market_not_ready_lists_every_check_and_reaches_the_phone() {
     let mut seen = Vec::new();
     let not_ready = expect(&events, "market_not_ready", WAIT, &mut seen);
     // Every check, failed or not; no ip check without static IPs.
-    assert_eq!(names(&not_ready), ["token", "kite", "clock", "sinks", "push"]);
+    assert_eq!(
+        names(&not_ready),
+        ["token", "kite", "clock", "sinks", "push"]
+    );
     let failed: Vec<&str> = not_ready["checks"]
         .as_array()
         .unwrap()
@@ -126,11 +143,21 @@ fn market_not_ready_lists_every_check_and_reaches_the_phone() {
     let message = phone
         .telegram
         .wait_for_message("Not ready for the market", ARRIVAL);
-    assert!(message.text.contains("token: no valid token"), "{}", message.text);
+    assert!(
+        message.text.contains("token: no valid token"),
+        "{}",
+        message.text
+    );
     // Without http.public_url there is no link; the text says where to log in instead.
     assert!(message.buttons.is_empty(), "{message:?}");
-    assert!(message.text.contains("kitectl login --open"), "{}", message.text);
-    phone.ntfy.wait_for_message("Not ready for the market", ARRIVAL);
+    assert!(
+        message.text.contains("kitectl login --open"),
+        "{}",
+        message.text
+    );
+    phone
+        .ntfy
+        .wait_for_message("Not ready for the market", ARRIVAL);
 }
 
 #[test]
@@ -149,7 +176,10 @@ fn login_required_repeats_until_a_login() {
     let second = expect(&events, "login_required", WAIT, &mut seen);
     let third = expect(&events, "login_required", WAIT, &mut seen);
     let at = |e: &Value| rfc3339(e["at"].as_str().unwrap());
-    assert!(at(&first) >= rfc3339("2026-11-23T08:45:00+05:30"), "{first}");
+    assert!(
+        at(&first) >= rfc3339("2026-11-23T08:45:00+05:30"),
+        "{first}"
+    );
     for (a, b) in [(&first, &second), (&second, &third)] {
         let gap = at(b) - at(a);
         assert!(
@@ -162,7 +192,10 @@ fn login_required_repeats_until_a_login() {
     expect(&events, "token_new", WAIT, &mut seen);
     let deadline = Instant::now() + Duration::from_secs(6);
     while let Ok(event) = events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        assert_ne!(event["event"], "login_required", "a reminder after the login: {event}");
+        assert_ne!(
+            event["event"], "login_required",
+            "a reminder after the login: {event}"
+        );
     }
 }
 
@@ -192,15 +225,21 @@ fn idle_with_readiness_configured_means_zero_wakeups_between_planned_moments() {
     login_headless(&d);
     let mut seen = Vec::new();
     expect(&events, "market_ready", WAIT, &mut seen);
-    phone.telegram.wait_for_message("Ready for the market", ARRIVAL);
+    phone
+        .telegram
+        .wait_for_message("Ready for the market", ARRIVAL);
     phone.ntfy.wait_for_message("Ready for the market", ARRIVAL);
     drop(events);
     // Tokio's blocking threads (the store's flush) linger 10 s after their last job.
-    eventually(Duration::from_secs(30), "the blocking threads to retire", || {
-        crate::push::thread_names(d.pid())
-            .iter()
-            .all(|name| !name.starts_with("tokio"))
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the blocking threads to retire",
+        || {
+            crate::push::thread_names(d.pid())
+                .iter()
+                .all(|name| !name.starts_with("tokio"))
+        },
+    );
     let before = crate::push::switches(d.pid());
     std::thread::sleep(Duration::from_secs(window));
     let after = crate::push::switches(d.pid());

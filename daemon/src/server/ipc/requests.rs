@@ -3,8 +3,8 @@
 
 use crate::session::{Session, SessionError};
 use kite_proto::message::{
-    Ack, DoctorReport, Exchange, GetToken, IssuedToken, LoginUrls, Pong, PushResult, PushResults, Shutdown,
-    Status, StatusReport, Watch,
+    Ack, DoctorReport, Exchange, GetToken, IssuedToken, LoginUrls, Pong, PushResult, PushResults,
+    Shutdown, Status, StatusReport, Watch,
 };
 use kite_proto::{answer_line, Answer, Call, ErrorKind, Request, WireError};
 use std::time::Duration;

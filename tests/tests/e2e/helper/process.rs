@@ -63,7 +63,10 @@ pub struct ChildGuard(pub Option<Child>);
 impl ChildGuard {
     /// Waits (up to `timeout`) for the child to exit by itself; its status, stdout and stderr.
     pub fn wait(mut self, timeout: Duration, what: &str) -> (ExitStatus, String, String) {
-        let mut child = self.0.take().expect("the guard holds its child until waited on");
+        let mut child = self
+            .0
+            .take()
+            .expect("the guard holds its child until waited on");
         let status = wait_child(&mut child, timeout, what);
         let (out, err) = read_outputs(&mut child);
         (status, out, err)
