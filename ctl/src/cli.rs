@@ -149,6 +149,19 @@ Example:
 
 Exit 0 when every channel delivered, 1 otherwise (or when none is configured).")]
     PushTest,
+    /// Check now whether programs can trade at 09:15: token, Kite, egress IP, clock, deliveries.
+    #[command(after_help = "\
+Example:
+  kitectl doctor              token: ok \u{2014} logged in as Asha (AB1234) until 06:00 IST
+                              kite: ok \u{2014} Kite answered in 84 ms
+                              ip: failed \u{2014} this host sends from 198.51.100.9, registered: 203.0.113.7; ...
+
+Exit 0 when every check passed, 1 otherwise, 3 when kited is not running.")]
+    Doctor {
+        /// Print {\"checks\":[...]} instead of one line per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Invalidate the token at Kite and forget it.
     #[command(after_help = "Example:\n  kitectl logout")]
     Logout,

@@ -5,8 +5,8 @@ use crate::client::{Client, ClientError, TIMEOUT};
 use crate::exit::{self, note, print, Failure};
 use clap::CommandFactory;
 use kite_proto::message::{
-    Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl, LoginUrls, Logout, Ping,
-    PushResults, PushTest, Shutdown, Status, Watch,
+    Doctor, DoctorReport, Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl,
+    LoginUrls, Logout, Ping, PushResults, PushTest, Shutdown, Status, Watch,
 };
 use kite_proto::{Event, TokenStatus};
 use serde_json::Value;
@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Exchange { value } => exchange(&target, value.as_deref()),
         Command::Logout => logout(&target),
         Command::PushTest => push_test(&target),
+        Command::Doctor { json } => doctor(&target, json),
         Command::Env { wait } => env(&target, wait),
         Command::Exec {
             wait,
@@ -354,6 +355,36 @@ fn push_test(target: &Target) -> Outcome {
         n => Err(Failure::Local(format!(
             "{n} of {} push channels failed",
             results.len()
+        ))),
+    }
+}
+
+/// How long `doctor` waits: the daemon's checks run at once, each bounded by `kite.timeout`
+/// (7 s by default); this leaves room for a generously raised timeout.
+const DOCTOR_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `doctor`: one line per check (or `{"checks":[...]}`); exit 1 unless every check passed.
+fn doctor(target: &Target, json: bool) -> Outcome {
+    let mut client = connect(target)?;
+    client.set_read_timeout(Some(DOCTOR_TIMEOUT))?;
+    let DoctorReport { checks } = client.call(Doctor {})?;
+    let out = if json {
+        let mut line = serde_json::to_string(&serde_json::json!({ "checks": checks }))
+            .expect("checks are plain strings and booleans");
+        line.push('\n');
+        line
+    } else {
+        checks
+            .iter()
+            .map(|c| format!("{}\n", exit::one_line(&c.line())))
+            .collect()
+    };
+    print(out.as_bytes())?;
+    match checks.iter().filter(|c| !c.ok).count() {
+        0 => Ok(()),
+        n => Err(Failure::Local(format!(
+            "{n} of {} readiness checks failed",
+            checks.len()
         ))),
     }
 }

@@ -10,16 +10,18 @@
 //! - `store/`: the only code that touches sled: the token record, durably.
 //! - `session/`: the token's state and everything that changes it: logins, events, tickets.
 //! - `server/`: how clients reach kited: the Unix socket (`ipc/`) and HTTP (`http/`).
-//! - `schedule/`: what happens by itself, and when: warnings, expiry, checks, reminders.
+//! - `readiness/`: the morning checks (token, Kite, egress IP, clock, deliveries) that
+//!   `doctor` and the readiness event report.
+//! - `schedule/`: what happens by itself, and when: warnings, expiry, checks, reminders and their
+//!   repeats, the readiness check.
 //! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push.
 //! - `run/`: how the process starts and stops: lifecycle, systemd, logging.
 
 mod clock;
 mod config;
-#[cfg(test)]
-mod fixture;
 mod kite;
 mod notify;
+mod readiness;
 mod run;
 mod schedule;
 mod server;

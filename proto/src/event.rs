@@ -29,6 +29,43 @@ pub enum EventKind {
     OrderUpdate { order: Value },
     /// `hooks.env_file` could not be rewritten: it may still offer an old token.
     EnvFileFailed { path: String, reason: String },
+    /// The morning readiness check passed: every check is listed.
+    MarketReady { checks: Vec<Check> },
+    /// The morning readiness check found a problem: every check is listed, failed or not.
+    MarketNotReady { checks: Vec<Check> },
+}
+
+/// One readiness check (`token`, `kite`, `ip`, `clock`, `sinks`, `push`): passed or not, and one
+/// sentence that says what was seen and, when it failed, what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn passed(name: &str, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn failed(name: &str, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+
+    /// `token: ok — logged in as Asha (AB1234) until 06:00 IST`, as `kitectl doctor` prints it.
+    pub fn line(&self) -> String {
+        let verdict = if self.ok { "ok" } else { "failed" };
+        format!("{}: {verdict} \u{2014} {}", self.name, self.detail)
+    }
 }
 
 impl EventKind {
@@ -42,6 +79,8 @@ impl EventKind {
             EventKind::LoginRequired { .. } => "login_required",
             EventKind::OrderUpdate { .. } => "order_update",
             EventKind::EnvFileFailed { .. } => "env_file_failed",
+            EventKind::MarketReady { .. } => "market_ready",
+            EventKind::MarketNotReady { .. } => "market_not_ready",
         }
     }
 }
@@ -89,6 +128,16 @@ impl Event {
             EventKind::OrderUpdate { order } => format!("Order {}", order_summary(order)),
             EventKind::EnvFileFailed { path, reason } => {
                 format!("kited cannot rewrite {path}: {reason}")
+            }
+            EventKind::MarketReady { .. } => "Ready for the market: every check passed".to_string(),
+            EventKind::MarketNotReady { checks } => {
+                let failed = checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{} ({})", c.name, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!("Not ready for the market: {failed}")
             }
         }
     }
@@ -224,5 +273,39 @@ mod tests {
             event(order, at).sentence(),
             "Order 151220000000000 COMPLETE BUY 1 SBIN"
         );
+        let checks = vec![
+            Check::passed("token", "logged in"),
+            Check::failed(
+                "ip",
+                "this host sends from 198.51.100.9, registered: 203.0.113.7",
+            ),
+        ];
+        assert_eq!(
+            event(EventKind::MarketNotReady { checks }, at).sentence(),
+            "Not ready for the market: ip (this host sends from 198.51.100.9, registered: \
+             203.0.113.7)"
+        );
+        let ready = EventKind::MarketReady { checks: vec![] };
+        assert_eq!(
+            event(ready, at).sentence(),
+            "Ready for the market: every check passed"
+        );
+    }
+
+    #[test]
+    fn readiness_wire_shape() {
+        let event = Event {
+            kind: EventKind::MarketNotReady {
+                checks: vec![Check::failed("clock", "5 s behind Kite")],
+            },
+            at: "2026-11-24T08:50:00+05:30".into(),
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"event": "market_not_ready", "at": "2026-11-24T08:50:00+05:30",
+                "checks": [{"name": "clock", "ok": false, "detail": "5 s behind Kite"}]})
+        );
+        assert_eq!(Check::failed("ip", "x").line(), "ip: failed \u{2014} x");
     }
 }

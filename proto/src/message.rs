@@ -54,6 +54,8 @@ requests! {
     LoginLink -> IssuedLink;
     /// One test message through every push channel, one try each.
     PushTest -> PushResults;
+    /// The readiness checks, run now: token, Kite, egress IP, clock, sinks, push.
+    Doctor -> DoctorReport;
     /// Trade a request token (or the whole callback URL) for an access token.
     Exchange -> StatusReport;
     /// Invalidate the token at Kite and remove it here.
@@ -85,6 +87,15 @@ pub struct LoginLink {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushTest {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doctor {}
+
+/// `doctor`'s answer: `{"ok":true,"checks":[{"name":"token","ok":true,"detail":"..."}, …]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorReport {
+    pub checks: Vec<crate::event::Check>,
+}
 
 /// Exactly one of the two is expected; the daemon says so otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +320,7 @@ mod tests {
             LoginUrl {}.into(),
             LoginLink {}.into(),
             PushTest {}.into(),
+            Doctor {}.into(),
             Exchange {
                 request_token: Some("abc".into()),
                 callback_url: None,
@@ -392,6 +404,17 @@ mod tests {
                             {"channel": "telegram", "ok": true},
                             {"channel": "ntfy", "ok": false, "error": "HTTP 401: unauthorized"},
                         ]}),
+                    ),
+                    Request::Doctor(_) => (
+                        json!({"op": "doctor"}),
+                        answer_line::<DoctorReport>(&Ok(DoctorReport {
+                            checks: vec![crate::event::Check::failed(
+                                "ip",
+                                "this host sends from 198.51.100.9, registered: 203.0.113.7",
+                            )],
+                        })),
+                        json!({"ok": true, "checks": [{"name": "ip", "ok": false,
+                            "detail": "this host sends from 198.51.100.9, registered: 203.0.113.7"}]}),
                     ),
                     Request::Exchange(Exchange {
                         request_token,

@@ -97,6 +97,34 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
         ("push.events", config.push.events.join(", ")),
         ("push.telegram", describe_telegram(&config)),
         ("push.ntfy", describe_ntfy(&config)),
+        (
+            "readiness.at",
+            config
+                .readiness
+                .at
+                .format("%H:%M IST, trading days")
+                .to_string(),
+        ),
+        ("readiness.static_ips", describe_static_ips(&config)),
+        (
+            "readiness.ip_echo_url",
+            if config.readiness.static_ips.is_empty() {
+                format!("{} (unused: no static_ips)", config.readiness.ip_echo_url)
+            } else {
+                config.readiness.ip_echo_url.to_string()
+            },
+        ),
+        (
+            "readiness.reminder_every",
+            if config.readiness.reminder_every.is_zero() {
+                "0s (the reminder is sent once)".to_string()
+            } else {
+                format!(
+                    "{} (until 09:15 IST)",
+                    humantime::format_duration(config.readiness.reminder_every)
+                )
+            },
+        ),
         ("callback URL", callback.clone()),
     ];
     for (key, value) in rows {
@@ -105,6 +133,9 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
     println!(
         "\nRegister this redirect URL for your app on https://developers.kite.trade: {callback}"
     );
+    for warning in config.readiness.warnings() {
+        println!("\nwarning: {warning}");
+    }
     if let Some(path) = secret_path {
         if let Some(warning) = loose_permissions(&path) {
             println!("\nwarning: {warning}");
@@ -180,6 +211,20 @@ fn describe_telegram(config: &Config) -> String {
         ),
         None => "(not configured)".into(),
     }
+}
+
+/// The `readiness.static_ips` row: the addresses, or that the `ip` check is off.
+fn describe_static_ips(config: &Config) -> String {
+    if config.readiness.static_ips.is_empty() {
+        return "(none: the ip check is off)".into();
+    }
+    config
+        .readiness
+        .static_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The `push.ntfy` row: the topic URL and whether an access token is set.

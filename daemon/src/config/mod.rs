@@ -5,11 +5,13 @@ pub(crate) mod error;
 pub(crate) mod file;
 pub(crate) mod public_url;
 pub(crate) mod push;
+pub(crate) mod readiness;
 
 pub use crate::config::error::ConfigError;
 use crate::config::file::{File, FileExpiry};
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
+pub use crate::config::readiness::Readiness;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
@@ -87,6 +89,8 @@ pub struct Config {
     pub env_file: Option<PathBuf>,
     /// Phone push channels (Telegram, ntfy) and the events they carry.
     pub push: PushSettings,
+    /// The morning check, the egress IPs registered with Kite and the reminder's repeats.
+    pub readiness: Readiness,
     pub testing: Testing,
 }
 
@@ -328,6 +332,7 @@ impl Config {
             },
             env_file: file.hooks.env_file.clone(),
             push: PushSettings::resolve(&file.push, &env)?,
+            readiness: Readiness::resolve(&file.readiness)?,
             testing: resolve_testing(&env)?,
         })
     }

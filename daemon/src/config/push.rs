@@ -13,15 +13,20 @@ const EVENT_NAMES: &[&str] = &[
     "token_expired",
     "token_invalidated",
     "token_new",
+    "market_ready",
+    "market_not_ready",
     "order_update",
 ];
-/// What a phone hears about by default: every token event, no order chatter.
+/// What a phone hears about by default: every token event and the morning's readiness, no
+/// order chatter.
 const DEFAULT_EVENTS: &[&str] = &[
     "login_required",
     "token_expiring",
     "token_expired",
     "token_invalidated",
     "token_new",
+    "market_ready",
+    "market_not_ready",
 ];
 pub const DEFAULT_TELEGRAM_API_ROOT: &str = "https://api.telegram.org";
 /// The names systemd's `LoadCredential=` gives the channel tokens.

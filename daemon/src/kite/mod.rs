@@ -101,6 +101,16 @@ pub struct Profile {
     pub _user_id: String,
 }
 
+/// What one profile call showed: Kite's verdict, how long Kite took, and Kite's clock.
+#[derive(Debug)]
+pub struct Probe {
+    /// `Err(Token)` when there was no token to show or Kite refused it.
+    pub outcome: Result<Profile, KiteError>,
+    /// Kite's `Date` header, when an answer came.
+    pub kite_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub elapsed: Duration,
+}
+
 #[derive(Clone)]
 pub struct KiteClient {
     http: reqwest::Client,
@@ -182,6 +192,28 @@ impl KiteClient {
         self.call(request).await
     }
 
+    /// The profile call for the readiness checks: with a token it says whether the token
+    /// lives; without one Kite still answers (403), which shows it is up and what its clock says.
+    pub async fn probe(&self, access_token: Option<&Secret>) -> Probe {
+        let mut request = self
+            .http
+            .get(format!("{}/user/profile", self.root))
+            .header("X-Kite-Version", KITE_VERSION);
+        if let Some(token) = access_token {
+            request = request.header(
+                "Authorization",
+                format!("token {}:{}", self.api_key, token.expose()),
+            );
+        }
+        let started = std::time::Instant::now();
+        let (outcome, kite_time) = self.call_dated(request).await;
+        Probe {
+            outcome,
+            kite_time,
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Invalidates an access token at Kite.
     pub async fn logout(&self, access_token: &Secret) -> Result<(), KiteError> {
         self.delete_session("access_token", access_token).await
@@ -207,7 +239,30 @@ impl KiteClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, KiteError> {
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        self.call_dated(request).await.0
+    }
+
+    /// [`KiteClient::call`], with the time in the answer's `Date` header when one came.
+    async fn call_dated<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (Result<T, KiteError>, Option<chrono::DateTime<chrono::Utc>>) {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return (Err(self.transport_error(e)), None),
+        };
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http_date);
+        (self.answer(response).await, date)
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, KiteError> {
         let status = response.status();
         let retry_after = response
             .headers()
@@ -249,6 +304,13 @@ impl KiteClient {
             KiteError::Unreachable(message)
         }
     }
+}
+
+/// An HTTP `Date` (RFC 7231's IMF-fixdate, `Tue, 24 Nov 2026 03:20:00 GMT`).
+fn http_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc2822(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
@@ -365,6 +427,15 @@ mod tests {
         assert_eq!(data.user_id, "XX0000");
         assert_eq!(data.login_time, "2021-01-01 16:15:14");
         assert_eq!(data.refresh_token.unwrap().expose(), "");
+    }
+
+    #[test]
+    fn reads_http_dates() {
+        assert_eq!(
+            http_date("Tue, 24 Nov 2026 03:20:00 GMT").map(|t| t.to_rfc3339()),
+            Some("2026-11-24T03:20:00+00:00".to_string())
+        );
+        assert_eq!(http_date("yesterday"), None);
     }
 
     #[test]

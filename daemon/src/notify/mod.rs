@@ -70,7 +70,13 @@ fn offers_login(kind: &EventKind) -> bool {
             | EventKind::TokenExpired { .. }
             | EventKind::TokenInvalidated { .. }
             | EventKind::LoginRequired { .. }
-    )
+    ) || token_not_ready(kind)
+}
+
+/// A `market_not_ready` whose `token` check failed: a login is what fixes it.
+fn token_not_ready(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::MarketNotReady { checks }
+        if checks.iter().any(|c| c.name == "token" && !c.ok))
 }
 
 /// Shows `event` on the desktop and, where it offers one, serves its "Log in" button.
@@ -116,6 +122,16 @@ async fn show_desktop(event: &Event) -> Result<notify_rust::NotificationHandle, 
             notification
                 .body("Programs can now get it with `kitectl get-token`.")
                 .timeout(Timeout::Default);
+        }
+        EventKind::MarketReady { .. } => {
+            notification
+                .body("Token, Kite, network and clock are fine for 09:15.")
+                .timeout(Timeout::Default);
+        }
+        kind @ EventKind::MarketNotReady { .. } if !token_not_ready(kind) => {
+            notification
+                .body("Run `kitectl doctor` to see what to fix before 09:15.")
+                .urgency(Urgency::Critical);
         }
         kind => {
             notification

@@ -68,6 +68,9 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
              serving status only"
         );
     }
+    for warning in config.readiness.warnings() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         profile = %config.profile,
         socket = %config.socket.display(),

@@ -1,5 +1,5 @@
 //! The timed work around the cutoff: expiry warnings, the expiry itself, renewal, the periodic
-//! profile check and the pre-market reminder. Sleeps on a wall-clock alarm until the next thing
+//! profile check, the pre-market reminder and its repeats, and the morning readiness check. Sleeps on a wall-clock alarm until the next thing
 //! [`crate::schedule::plan`] says is due, then acts, so idle means asleep.
 
 pub(crate) mod alarm;
@@ -7,7 +7,7 @@ pub(crate) mod plan;
 
 use crate::clock;
 use crate::schedule::alarm::{Wake, WallAlarm};
-use crate::schedule::plan::{is_trading_day, plan, Action, Done};
+use crate::schedule::plan::{is_trading_day, next_readiness, plan, Action, Done};
 use crate::session::Session;
 use crate::token::TokenRecord;
 use chrono::{DateTime, Utc};
@@ -31,18 +31,33 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut config_changes = session.watch_settings();
     let mut done = Done::default();
     let mut reminder_from = session.now();
+    let mut readiness_from = session.now();
     loop {
         let now = session.now();
         let token = session.current();
         let config = session.config();
         done.follow(token.as_deref(), now);
         let reminder_next = config.expiry.reminder.next_after(reminder_from);
-        let plan = plan(now, token.as_deref(), &config.expiry, &done, reminder_next);
+        let readiness_next = config
+            .is_configured()
+            .then(|| next_readiness(readiness_from, &config.readiness, &config.expiry))
+            .flatten();
+        let plan = plan(
+            now,
+            token.as_deref(),
+            &config.expiry,
+            &done,
+            reminder_next,
+            &config.readiness,
+            readiness_next,
+        );
         if !plan.due.is_empty() {
             for action in plan.due {
                 act(&session, &action, token.as_deref(), &mut done, now).await;
-                if action == Action::Remind {
-                    reminder_from = now;
+                match action {
+                    Action::Remind => reminder_from = now,
+                    Action::CheckReadiness => readiness_from = now,
+                    _ => {}
                 }
             }
             // Acting moved the goal posts (the next verify, a retry, a new token): plan again
@@ -74,6 +89,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             changed = config_changes.changed() => {
                 if changed.is_err() { return }
                 reminder_from = session.now();
+                readiness_from = session.now();
             }
         }
     }
@@ -149,6 +165,20 @@ async fn act(
                     .events()
                     .emit(EventKind::LoginRequired { login_url });
             }
+        }
+        Action::CheckReadiness => {
+            // The checks wait on Kite and the IP echo (up to kite.timeout each): on their own
+            // task, so the schedule keeps its time meanwhile.
+            let session = session.clone();
+            tokio::spawn(async move {
+                let checks = crate::readiness::run(&session).await;
+                let kind = if checks.iter().all(|c| c.ok) {
+                    EventKind::MarketReady { checks }
+                } else {
+                    EventKind::MarketNotReady { checks }
+                };
+                session.events().emit(kind);
+            });
         }
     }
 }

@@ -3,10 +3,18 @@
 //! unit test; `schedule` only sleeps, asks the plan and acts.
 
 use crate::clock;
-use crate::config::Expiry;
+use crate::config::{Expiry, Readiness};
 use crate::token::TokenRecord;
-use chrono::{DateTime, Datelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use std::collections::BTreeSet;
+
+/// The Indian equity market opens at 09:15 IST: reminders are for before then.
+pub fn market_open() -> NaiveTime {
+    NaiveTime::from_hms_opt(9, 15, 0).expect("09:15 is a time")
+}
+
+/// How far ahead to look for a trading day: a year of listed holidays is the most anyone lists.
+const MAX_DAYS_AHEAD: u32 = 400;
 
 /// Something the schedule does.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,8 +27,10 @@ pub enum Action {
     Renew,
     /// The periodic `GET /user/profile`.
     Verify,
-    /// The pre-market `login_required` reminder.
+    /// The pre-market `login_required` reminder, or one of its repeats.
     Remind,
+    /// The morning readiness check and its `market_ready` / `market_not_ready` event.
+    CheckReadiness,
 }
 
 /// What has already been done for the current token, so nothing fires twice.
@@ -63,13 +73,16 @@ pub struct Plan {
 }
 
 /// Decides what is due at `now` and when to wake next. `reminder_next` is the next reminder
-/// time strictly after the last one that fired.
+/// time strictly after the last one that fired; `readiness_next` the next readiness check's
+/// (see [`next_readiness`]), `None` when there is none to run.
 pub fn plan(
     now: DateTime<Utc>,
     token: Option<&TokenRecord>,
     expiry: &Expiry,
     done: &Done,
     reminder_next: Option<DateTime<Utc>>,
+    readiness: &Readiness,
+    readiness_next: Option<DateTime<Utc>>,
 ) -> Plan {
     let mut due = Vec::new();
     let mut next: Option<DateTime<Utc>> = None;
@@ -125,9 +138,68 @@ pub fn plan(
     if let Some(when) = reminder_next {
         at(when, Action::Remind, &mut due);
     }
+    let usable = live.is_some_and(|t| {
+        clock::parse_rfc3339(&t.expires_at).is_some_and(|e| now < e.with_timezone(&Utc))
+    });
+    if let Some(when) = next_repeat(now, done.last_remind, usable, readiness, expiry) {
+        at(when, Action::Remind, &mut due);
+    }
+    if let Some(when) = readiness_next {
+        at(when, Action::CheckReadiness, &mut due);
+    }
     due.sort();
     due.dedup();
     Plan { due, next }
+}
+
+/// When the login reminder comes again: `readiness.reminder_every` after the last one, while
+/// no usable token exists, on a trading day, and only before that day's market open (a repeat
+/// planned for 09:15 or later, or a wake after it, sends nothing). `None`: no repeat.
+pub fn next_repeat(
+    now: DateTime<Utc>,
+    last_remind: Option<DateTime<Utc>>,
+    usable_token: bool,
+    readiness: &Readiness,
+    expiry: &Expiry,
+) -> Option<DateTime<Utc>> {
+    let last = last_remind?;
+    if usable_token || readiness.reminder_every.is_zero() {
+        return None;
+    }
+    let day = clock::ist(last).date_naive();
+    if !is_trading_day(day, expiry) {
+        return None;
+    }
+    let open = ist_at(day, market_open())?;
+    let again = last + chrono::Duration::from_std(readiness.reminder_every).ok()?;
+    (again < open && now < open).then_some(again)
+}
+
+/// The next readiness check strictly after `after`: `readiness.at` IST on a trading day.
+pub fn next_readiness(
+    after: DateTime<Utc>,
+    readiness: &Readiness,
+    expiry: &Expiry,
+) -> Option<DateTime<Utc>> {
+    let mut day = clock::ist(after).date_naive();
+    for _ in 0..MAX_DAYS_AHEAD {
+        if is_trading_day(day, expiry) {
+            let when = ist_at(day, readiness.at)?;
+            if when > after {
+                return Some(when);
+            }
+        }
+        day = day.succ_opt()?;
+    }
+    None
+}
+
+/// `time` IST on `day`, as UTC (IST has no daylight saving: always exactly one such instant).
+fn ist_at(day: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
+    clock::IST
+        .from_local_datetime(&day.and_time(time))
+        .single()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Whether `date` (IST) is a trading day: not a weekend, not in `expiry.holidays`.
@@ -149,6 +221,32 @@ mod tests {
             reminder: Reminder::parse(crate::config::DEFAULT_REMINDER).unwrap(),
             holidays: vec!["2026-12-25".parse().unwrap()],
             verify_every: Duration::from_secs(1800),
+        }
+    }
+
+    /// The planner as it was before the readiness check: default `[readiness]`, no check due.
+    fn plan(
+        now: DateTime<Utc>,
+        token: Option<&TokenRecord>,
+        expiry: &Expiry,
+        done: &Done,
+        reminder_next: Option<DateTime<Utc>>,
+    ) -> Plan {
+        super::plan(
+            now,
+            token,
+            expiry,
+            done,
+            reminder_next,
+            &Readiness::default(),
+            None,
+        )
+    }
+
+    fn readiness(every_secs: u64) -> Readiness {
+        Readiness {
+            reminder_every: Duration::from_secs(every_secs),
+            ..Readiness::default()
         }
     }
 
@@ -313,5 +411,148 @@ mod tests {
         assert!(is_trading_day("2026-11-30".parse().unwrap(), &expiry()));
         assert!(!is_trading_day("2026-11-29".parse().unwrap(), &expiry()));
         assert!(!is_trading_day("2026-12-25".parse().unwrap(), &expiry()));
+    }
+
+    #[test]
+    fn readiness_runs_at_0850_on_trading_days_only() {
+        let r = Readiness::default();
+        let e = expiry();
+        // Monday morning before 08:50: today.
+        assert_eq!(
+            next_readiness(utc("2026-11-23 08:49:55"), &r, &e),
+            Some(utc("2026-11-23 08:50:00"))
+        );
+        // At 08:50 itself it has run: tomorrow's.
+        assert_eq!(
+            next_readiness(utc("2026-11-23 08:50:00"), &r, &e),
+            Some(utc("2026-11-24 08:50:00"))
+        );
+        // Friday after the check: Monday's (the weekend skipped).
+        assert_eq!(
+            next_readiness(utc("2026-11-27 09:00:00"), &r, &e),
+            Some(utc("2026-11-30 08:50:00"))
+        );
+        // Thursday 24 Dec: Friday 25 Dec is a holiday, so Monday 28 Dec.
+        assert_eq!(
+            next_readiness(utc("2026-12-24 09:00:00"), &r, &e),
+            Some(utc("2026-12-28 08:50:00"))
+        );
+    }
+
+    #[test]
+    fn the_plan_wakes_for_readiness_and_nothing_between() {
+        let r = Readiness::default();
+        let now = utc("2026-11-23 08:49:55");
+        let next = next_readiness(now, &r, &expiry());
+        let p = super::plan(now, None, &expiry(), &Done::default(), None, &r, next);
+        assert_eq!(p.next, Some(utc("2026-11-23 08:50:00")));
+        assert!(p.due.is_empty());
+        let at = utc("2026-11-23 08:50:00");
+        let p = super::plan(at, None, &expiry(), &Done::default(), None, &r, next);
+        assert_eq!(p.due, vec![Action::CheckReadiness]);
+    }
+
+    #[test]
+    fn reminders_repeat_until_market_open_while_no_token() {
+        let r = readiness(15 * 60);
+        let e = expiry();
+        let remind =
+            |now: &str, last: &str, usable| next_repeat(utc(now), Some(utc(last)), usable, &r, &e);
+        // 08:45 → 09:00; 09:00 → none (09:15 is market open, too late for "before open").
+        assert_eq!(
+            remind("2026-11-23 08:45:00", "2026-11-23 08:45:00", false),
+            Some(utc("2026-11-23 09:00:00"))
+        );
+        assert_eq!(
+            remind("2026-11-23 09:00:00", "2026-11-23 09:00:00", false),
+            None
+        );
+        // A valid token stops it at once.
+        assert_eq!(
+            remind("2026-11-23 08:46:00", "2026-11-23 08:45:00", true),
+            None
+        );
+        // Woken after market open (a suspend): no stale reminder.
+        assert_eq!(
+            remind("2026-11-23 10:00:00", "2026-11-23 08:45:00", false),
+            None
+        );
+        // Not on a holiday, and "0s" means once.
+        assert_eq!(
+            remind("2026-12-25 08:45:00", "2026-12-25 08:45:00", false),
+            None
+        );
+        assert_eq!(
+            next_repeat(
+                utc("2026-11-23 08:45:00"),
+                Some(utc("2026-11-23 08:45:00")),
+                false,
+                &readiness(0),
+                &e
+            ),
+            None
+        );
+        // Nothing reminded yet: nothing to repeat.
+        assert_eq!(
+            next_repeat(utc("2026-11-23 08:45:00"), None, false, &r, &e),
+            None
+        );
+    }
+
+    #[test]
+    fn repeats_go_through_the_plan_and_stop_on_a_login() {
+        let r = readiness(60);
+        let done = Done {
+            last_remind: Some(utc("2026-11-23 08:45:00")),
+            ..Done::default()
+        };
+        let p = super::plan(
+            utc("2026-11-23 08:45:00"),
+            None,
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
+        assert_eq!(p.next, Some(utc("2026-11-23 08:46:00")));
+        let p = super::plan(
+            utc("2026-11-23 08:46:00"),
+            None,
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Remind]);
+        // With a valid token the repeat is gone from the plan (an invalidated one does not count).
+        let t = token("2026-11-24T06:00:00+05:30");
+        let mut logged_in = done.clone();
+        logged_in.follow(Some(&t), utc("2026-11-23 08:45:30"));
+        logged_in.last_verify = Some(utc("2026-11-23 08:45:30"));
+        let p = super::plan(
+            utc("2026-11-23 08:46:00"),
+            Some(&t),
+            &expiry(),
+            &logged_in,
+            None,
+            &r,
+            None,
+        );
+        assert!(!p.due.contains(&Action::Remind), "{p:?}");
+        assert_eq!(p.next, Some(utc("2026-11-23 09:15:30")));
+        let mut dead = t.clone();
+        dead.invalidated = Some("Kite refused it".into());
+        let p = super::plan(
+            utc("2026-11-23 08:46:00"),
+            Some(&dead),
+            &expiry(),
+            &done,
+            None,
+            &r,
+            None,
+        );
+        assert_eq!(p.due, vec![Action::Remind]);
     }
 }

@@ -4,8 +4,11 @@
 //! flushed to disk before anyone is told it exists.
 
 pub(crate) mod callback;
+pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod events;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub(crate) mod login_link;
 pub(crate) mod login_state;
 pub(crate) mod settings;
@@ -15,6 +18,7 @@ use crate::clock::{self, Now};
 use crate::config::Config;
 use crate::kite::{KiteClient, KiteError, SessionData};
 use crate::session::callback::{check_request_token, CallbackParams};
+use crate::session::delivery::DeliveryHealth;
 pub use crate::session::error::SessionError;
 use crate::session::events::EventBus;
 use crate::session::login_state::{Asker, LoginStates};
@@ -59,6 +63,10 @@ struct Inner {
     now: Now,
     /// Signs and checks the login links sent to phones.
     ticket_key: TicketKey,
+    /// How the latest push to each channel went (the `push` readiness check).
+    push_health: DeliveryHealth,
+    /// How the latest write to each sink went (the `sinks` readiness check).
+    sink_health: DeliveryHealth,
 }
 
 impl Session {
@@ -83,6 +91,8 @@ impl Session {
                 env_file_error: Mutex::new(None),
                 now,
                 ticket_key,
+                push_health: DeliveryHealth::default(),
+                sink_health: DeliveryHealth::default(),
             }),
         })
     }
@@ -116,6 +126,16 @@ impl Session {
             .env_file_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Push channels' delivery health: push records into it, `doctor` reads it.
+    pub fn push_health(&self) -> &DeliveryHealth {
+        &self.inner.push_health
+    }
+
+    /// Sinks' delivery health (the Redis sink records into it), read by `doctor`.
+    pub fn sink_health(&self) -> &DeliveryHealth {
+        &self.inner.sink_health
     }
 
     pub fn ticket_key(&self) -> &TicketKey {
@@ -502,6 +522,32 @@ impl Session {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// One profile call for the readiness checks, with the current token when it is usable
+    /// (else none: Kite still answers, which shows it is up and tells its clock). A 403
+    /// TokenException invalidates the token checked, as the periodic check does.
+    pub async fn probe_kite(
+        &self,
+    ) -> Result<(Option<Arc<TokenRecord>>, crate::kite::Probe), SessionError> {
+        let kite = self.kite()?;
+        let checked = self.current().filter(|t| self.state_of(t).is_usable());
+        let probe = kite.probe(checked.as_ref().map(|t| &t.access_token)).await;
+        if let (Some(checked), Err(KiteError::Token(message))) = (&checked, &probe.outcome) {
+            // Only invalidate the token we checked, not one that arrived meanwhile.
+            if self
+                .current()
+                .is_some_and(|now| now.access_token == checked.access_token)
+            {
+                if let Err(e) = self
+                    .invalidate(&format!("Kite refused it: {message}"))
+                    .await
+                {
+                    tracing::error!("cannot record that Kite refused the token: {e}");
+                }
+            }
+        }
+        Ok((checked, probe))
     }
 
     /// Invalidates the token at Kite (best effort) and removes it here.

@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub request_token_ttl: Duration,
     /// Print one line per request to stderr (the `kite-sim` binary turns this on).
     pub log_calls: bool,
+    /// Seconds added to the machine's clock in every answer's `Date` header (negative: behind).
+    pub date_offset_secs: i64,
 }
 
 impl Default for SimConfig {
@@ -71,6 +73,7 @@ impl Default for SimConfig {
             redirect_url: None,
             request_token_ttl: Duration::from_secs(5 * 60),
             log_calls: false,
+            date_offset_secs: 0,
         }
     }
 }
@@ -195,6 +198,8 @@ struct State {
     refresh_tokens: HashMap<String, User>,
     faults: VecDeque<Fault>,
     calls: Vec<Call>,
+    /// Seconds added to the machine's clock in every `Date` header.
+    date_offset_secs: i64,
 }
 
 impl Sim {
@@ -364,6 +369,11 @@ impl Sim {
         self.state().calls.clear();
     }
 
+    /// Moves the simulator's clock, as its `Date` headers tell it, `secs` from the machine's.
+    pub fn set_date_offset(&self, secs: i64) {
+        lock(&self.shared).date_offset_secs = secs;
+    }
+
     /// Access tokens Kite would accept right now.
     pub fn valid_access_tokens(&self) -> Vec<String> {
         let mut tokens: Vec<String> = self.state().access_tokens.keys().cloned().collect();
@@ -425,6 +435,7 @@ impl State {
             refresh_tokens: HashMap::new(),
             faults: VecDeque::new(),
             calls: Vec::new(),
+            date_offset_secs: config.date_offset_secs,
         }
     }
 
@@ -512,7 +523,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(shared.clone(), req));
+            let service = service_fn(move |req| dated(shared.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -640,6 +651,23 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers()
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Every answer, control routes included, carries a `Date` header (RFC 7231's IMF-fixdate)
+/// from the simulator's clock: the machine's plus the offset set with
+/// [`Sim::set_date_offset`], so a client's clock check can be made to pass or fail.
+async fn dated(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Infallible> {
+    let mut response = handle(shared.clone(), req).await?;
+    let offset = lock(&shared).date_offset_secs;
+    let now = chrono::Utc::now() + chrono::Duration::seconds(offset);
+    let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(value) = HeaderValue::from_str(&date) {
+        response.headers_mut().insert(hyper::header::DATE, value);
+    }
+    Ok(response)
 }
 
 async fn handle(
@@ -990,6 +1018,13 @@ fn control(shared: &Shared, req: &ApiRequest) -> Reply {
             state.issue_refresh_tokens = on();
             ok()
         }
+        "/_sim/date-offset" => match query.get("secs").map(|s| s.parse::<i64>()) {
+            Some(Ok(secs)) if secs.unsigned_abs() < 100 * 365 * 86_400 => {
+                state.date_offset_secs = secs;
+                ok()
+            }
+            _ => input_exception("`secs` must be a whole number of seconds (negative: behind)."),
+        },
         "/_sim/calls" => Reply::json(200, json!(state.calls)),
         "/_sim/tokens" => {
             let mut tokens: Vec<&String> = state.access_tokens.keys().collect();

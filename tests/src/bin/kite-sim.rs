@@ -12,7 +12,8 @@ use kite_tests::sim::{Sim, SimConfig, DEFAULT_API_KEY, DEFAULT_API_SECRET};
     after_help = "Control routes (curl -X POST): /_sim/fail?count=N&status=S, /_sim/hang?count=N, \
 /_sim/fault?count=N&kind=hang|non-json|wrong-content-type|truncated, /_sim/kill?access_token=T, \
 /_sim/redirect?url=U, /_sim/cancel?on=1, /_sim/user?user_id=ID&user_name=NAME, \
-/_sim/login-time?t=YYYY-MM-DD+HH:MM:SS, /_sim/refresh-tokens?on=1, /_sim/request-token; \
+/_sim/login-time?t=YYYY-MM-DD+HH:MM:SS, /_sim/refresh-tokens?on=1, /_sim/request-token, \
+/_sim/date-offset?secs=N (every answer's Date header runs N seconds from this clock); \
 GET /_sim/calls, /_sim/tokens."
 )]
 struct Args {

@@ -9,12 +9,14 @@
 mod helper;
 
 mod demo;
+mod doctor;
 mod events;
 mod exec;
 mod first_hour;
 mod foundation;
 mod install;
 mod push;
+mod readiness;
 mod remote;
 mod resilience;
 mod security;

@@ -377,7 +377,7 @@ fn channel_tokens_and_secrets_never_reach_a_log_or_a_state_file() {
 // an idle daemon with two channels sleeps
 
 /// Context switches per thread of `pid` (voluntary + involuntary), from /proc.
-fn switches(pid: u32) -> Vec<(String, u64)> {
+pub(crate) fn switches(pid: u32) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -394,7 +394,7 @@ fn switches(pid: u32) -> Vec<(String, u64)> {
     out
 }
 
-fn thread_names(pid: u32) -> Vec<String> {
+pub(crate) fn thread_names(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .flatten()

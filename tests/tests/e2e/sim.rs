@@ -857,3 +857,37 @@ fn kite_sim_binary_prints_env_and_stops_on_sigterm() {
     let status = wait_child(&mut child, Duration::from_secs(5), "kite-sim after SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+/// Kite's `Date` header as the simulator sends it, as a time.
+fn date_of(reply: &HttpReply) -> chrono::DateTime<chrono::Utc> {
+    let date = reply
+        .header("date")
+        .unwrap_or_else(|| panic!("no Date header: {:?}", reply.headers));
+    chrono::DateTime::parse_from_rfc2822(date)
+        .unwrap_or_else(|e| panic!("Date {date:?} is not an HTTP date: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+#[test]
+fn every_answer_carries_a_date_that_the_offset_moves() {
+    let sim = Sim::start(SimConfig::default());
+    let near = |reply: &HttpReply, offset: i64| {
+        let skew = (date_of(reply) - chrono::Utc::now()).num_seconds() - offset;
+        assert!(
+            skew.abs() <= 2,
+            "Date {:?} is {skew} s off",
+            reply.header("date")
+        );
+    };
+    near(&profile(&sim, &sim.api_key(), "nope"), 0);
+    sim.set_date_offset(-3600);
+    near(&profile(&sim, &sim.api_key(), "nope"), -3600);
+    let set = http_client::post_form(&format!("{}/_sim/date-offset?secs=90", sim.url()), &[])
+        .expect("date-offset route");
+    assert_eq!(set.status, 200, "{}", set.text());
+    near(&set, 90);
+    near(&profile(&sim, &sim.api_key(), "nope"), 90);
+    let bad = http_client::post_form(&format!("{}/_sim/date-offset?secs=soon", sim.url()), &[])
+        .expect("date-offset route");
+    assert_eq!(bad.status, 400);
+}

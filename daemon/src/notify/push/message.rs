@@ -105,6 +105,43 @@ pub fn compose(event: &Event, session: &Session) -> Message {
             link: None,
             priority: NORMAL,
         },
+        EventKind::MarketReady { .. } => Message {
+            event: event.kind.name(),
+            title: format!("Kite ready for the market{profile}"),
+            text: format!(
+                "{}\nToken, Kite, network and clock are fine for 09:15.",
+                event.sentence()
+            ),
+            link: None,
+            priority: NORMAL,
+        },
+        EventKind::MarketNotReady { checks } => {
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            let sentence = format!(
+                "Not ready for the market: {} check{} failed\n{}",
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" },
+                failed.join("\n")
+            );
+            let token_failed = checks.iter().any(|c| c.name == "token" && !c.ok);
+            if token_failed {
+                let mut message = needs_login(sentence);
+                message.title = format!("Kite not ready for the market{profile}");
+                message
+            } else {
+                Message {
+                    event: event.kind.name(),
+                    title: format!("Kite not ready for the market{profile}"),
+                    text: format!("{sentence}\nRun `kitectl doctor` on the machine running kited."),
+                    link: None,
+                    priority: URGENT,
+                }
+            }
+        }
         EventKind::EnvFileFailed { .. } => Message {
             event: event.kind.name(),
             title: format!("kited env file failing{profile}"),

@@ -7,6 +7,7 @@ mod ntfy;
 mod telegram;
 
 use crate::config::push::PushSettings;
+use crate::session::delivery::{DeliveryHealth, Ticket};
 use crate::session::Session;
 use message::Message;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -110,12 +111,17 @@ fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
 
 /// One configured channel.
 #[derive(Debug, Clone)]
-enum Channel {
+pub enum Channel {
     Telegram(crate::config::push::TelegramSettings),
     Ntfy(crate::config::push::NtfySettings),
 }
 
 impl Channel {
+    /// The names of the configured channels, as the delivery health knows them.
+    pub fn names(settings: &PushSettings) -> Vec<&'static str> {
+        Channel::all(settings).iter().map(Channel::name).collect()
+    }
+
     fn all(settings: &PushSettings) -> Vec<Channel> {
         let telegram = settings.telegram.clone().map(Channel::Telegram);
         let ntfy = settings.ntfy.clone().map(Channel::Ntfy);
@@ -158,6 +164,9 @@ fn http_client() -> reqwest::Client {
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut events = session.events().subscribe();
     let client = http_client();
+    for name in Channel::names(&session.config().push) {
+        session.push_health().register(name);
+    }
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -176,10 +185,12 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             let client = client.clone();
             let message = message.clone();
             let shutdown = shutdown.clone();
+            let health = session.push_health().clone();
+            let ticket = health.begin(channel.name());
             tokio::spawn(async move {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = deliver(&channel, &client, &message) => {}
+                    _ = deliver(&channel, &client, &message, &health, ticket) => {}
                 }
             });
         }
@@ -188,7 +199,14 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
 
 /// Up to [`MAX_ATTEMPTS`] tries within [`RETRY_WINDOW`], waiting what the service asked for
 /// (Telegram's `retry_after`) or [`BACKOFF`]. The outcome is logged once.
-async fn deliver(channel: &Channel, client: &reqwest::Client, message: &Message) {
+/// Every try's outcome goes into `health` under `ticket`.
+async fn deliver(
+    channel: &Channel,
+    client: &reqwest::Client,
+    message: &Message,
+    health: &DeliveryHealth,
+    ticket: Ticket,
+) {
     let name = channel.name();
     let started = Instant::now();
     for attempt in 1..=MAX_ATTEMPTS {
@@ -199,10 +217,12 @@ async fn deliver(channel: &Channel, client: &reqwest::Client, message: &Message)
         {
             Ok(()) => {
                 tracing::info!("push: {name} delivered {} (try {attempt})", message.event);
+                health.delivered(name, ticket);
                 return;
             }
             Err(error) => error,
         };
+        health.failed(name, ticket, &error.to_string());
         if !error.is_transient() {
             tracing::warn!(
                 "push: {name} refused {}: {error}; not retrying",
@@ -252,10 +272,18 @@ pub async fn test(session: &Session) -> Vec<TestResult> {
         .map(|channel| {
             let client = client.clone();
             let message = message.clone();
+            // The test message is the channel's most recent one: its outcome is the channel's
+            // health (a push-test after fixing a channel clears its failure).
+            let health = session.push_health().clone();
+            let ticket = health.begin(channel.name());
             tokio::spawn(async move {
                 let outcome = channel.send(&client, &message, ATTEMPT_TIMEOUT).await;
-                if let Err(e) = &outcome {
-                    tracing::warn!("push test: {} failed: {e}", channel.name());
+                match &outcome {
+                    Ok(()) => health.delivered(channel.name(), ticket),
+                    Err(e) => {
+                        tracing::warn!("push test: {} failed: {e}", channel.name());
+                        health.failed(channel.name(), ticket, &e.to_string());
+                    }
                 }
                 TestResult {
                     channel: channel.name(),

@@ -188,9 +188,9 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{self, ACCESS_TOKEN};
     use crate::server::http::peer_uid::Caller;
     use crate::server::http::request::BodyError;
+    use crate::session::fixture::{self, ACCESS_TOKEN};
     use bytes::Bytes;
     use serde_json::Value;
     use std::sync::Arc;

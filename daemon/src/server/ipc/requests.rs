@@ -3,8 +3,8 @@
 
 use crate::session::{Session, SessionError};
 use kite_proto::message::{
-    Ack, Exchange, GetToken, IssuedToken, LoginUrls, Pong, PushResult, PushResults, Shutdown,
-    Status, StatusReport, Watch,
+    Ack, DoctorReport, Exchange, GetToken, IssuedToken, LoginUrls, Pong, PushResult, PushResults,
+    Shutdown, Status, StatusReport, Watch,
 };
 use kite_proto::{answer_line, Answer, Call, ErrorKind, Request, WireError};
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub async fn answer(session: &Session, request: Request) -> String {
             &crate::session::login_link::issue(session).map_err(wire),
         ),
         Request::PushTest(_) => line::<kite_proto::message::PushTest>(&push_test(session).await),
+        Request::Doctor(_) => line::<kite_proto::message::Doctor>(&Ok(doctor(session).await)),
         Request::Exchange(request) => line::<Exchange>(&exchange(session, request).await),
         Request::Logout(_) => line::<kite_proto::message::Logout>(&logout(session).await),
         Request::Watch(_) => line::<Watch>(&Ok(Ack {})),
@@ -80,6 +81,14 @@ pub async fn push_test(session: &Session) -> Answer<PushResults> {
     Ok(PushResults { results })
 }
 
+/// The readiness checks, run now. They wait on Kite and the IP echo (each bounded by
+/// `kite.timeout`) on this connection's own task: other clients are not held up.
+pub async fn doctor(session: &Session) -> DoctorReport {
+    DoctorReport {
+        checks: crate::readiness::run(session).await,
+    }
+}
+
 pub fn login_url(session: &Session) -> Answer<LoginUrls> {
     let (login_url, callback_url) = session.login_url().map_err(wire)?;
     Ok(LoginUrls {
@@ -111,7 +120,7 @@ pub async fn logout(session: &Session) -> Answer<Ack> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::{self, ACCESS_TOKEN, API_KEY};
+    use crate::session::fixture::{self, ACCESS_TOKEN, API_KEY};
     use kite_proto::TokenState;
 
     const MORNING: &str = "2026-11-23 10:00:00";

@@ -2,6 +2,7 @@
 //! questions (`get_token`, `status`) most tests ask, and waits on child processes. Each test
 //! module keeps only what is its own.
 
+pub mod ip_echo;
 pub mod phone;
 mod process;
 mod web;
@@ -16,7 +17,7 @@ use kite_proto::TokenStatus;
 use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
 use serde_json::Value;
 
-pub use process::{first_line, read_outputs, wait_child};
+pub use process::{first_line, read_outputs, wait_child, ChildGuard};
 pub use web::{ctl_token, exchange_calls, fresh_states, get, get_json, web_config, web_daemon};
 
 /// A simulator with the default app, user and secrets.

@@ -56,3 +56,28 @@ pub fn first_line(child: &mut Child, what: &str, timeout: Duration) -> String {
         }
     }
 }
+
+/// A child that is killed and reaped when dropped, so a failed assertion leaves nothing running.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    /// Waits (up to `timeout`) for the child to exit by itself; its status, stdout and stderr.
+    pub fn wait(mut self, timeout: Duration, what: &str) -> (ExitStatus, String, String) {
+        let mut child = self
+            .0
+            .take()
+            .expect("the guard holds its child until waited on");
+        let status = wait_child(&mut child, timeout, what);
+        let (out, err) = read_outputs(&mut child);
+        (status, out, err)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
