@@ -13,6 +13,7 @@ mod events;
 mod first_hour;
 mod foundation;
 mod install;
+mod public_listener;
 mod push;
 mod remote;
 mod resilience;
