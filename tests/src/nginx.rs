@@ -201,7 +201,7 @@ impl Drop for Nginx {
         // SIGTERM is nginx's fast shutdown; SIGKILL only if it does not go.
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
         if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::Term);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         let mut gone = false;
         eventually_quiet(&mut self.child, &mut gone);

@@ -454,27 +454,51 @@ fn a_unix_socket_public_listener_serves_only_the_public_routes() {
 #[test]
 fn public_listen_needs_public_url_and_listen_off_loopback_needs_consent() {
     let sim = sim();
-    for (envs, keys) in [
+    // A daemon only for its environment (temp XDG dirs, the sim); the commands below run kited
+    // without the harness's flags.
+    let d = Daemon::start(&sim);
+    for (args, envs, keys) in [
         (
+            vec!["run"],
             vec![("KITED_PUBLIC_LISTEN", "127.0.0.1:1")],
             ["http.public_listen", "http.public_url"],
         ),
         (
+            vec!["check-config"],
+            vec![("KITED_PUBLIC_LISTEN", "127.0.0.1:1")],
+            ["http.public_listen", "http.public_url"],
+        ),
+        (
+            vec!["--listen", "0.0.0.0:0", "run"],
+            vec![],
+            ["http.listen", "http.listen_public_ok"],
+        ),
+        (
+            vec!["check-config"],
             vec![("KITED_LISTEN", "0.0.0.0:0")],
             ["http.listen", "http.listen_public_ok"],
         ),
     ] {
-        let mut builder = Daemon::builder(&sim);
+        let mut command = d.kited_command(&args);
+        command.env("KITED_SOCKET", d.dir().join("other.sock"));
+        command.env("KITED_STATE_DIR", d.dir().join("other-state"));
         for (key, value) in &envs {
-            builder = builder.env(key, value);
+            command.env(key, value);
         }
-        let mut d = builder.spawn();
-        let status = d
-            .wait_exit(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("kited kept running with {envs:?}"));
-        assert_eq!(status.code(), Some(78), "{envs:?}: {}", d.log());
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = crate::helper::wait_child(
+            &mut child,
+            Duration::from_secs(10),
+            "kited with a bad http config",
+        );
+        let (_, stderr) = crate::helper::read_outputs(&mut child);
+        assert_eq!(status.code(), Some(78), "{args:?} {envs:?}: {stderr}");
         for key in keys {
-            assert!(d.log().contains(key), "{key} not named: {}", d.log());
+            assert!(stderr.contains(key), "{key} not named: {stderr}");
         }
     }
 }
