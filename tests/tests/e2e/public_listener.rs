@@ -117,13 +117,12 @@ fn denied(reply: &Result<HttpReply, String>) -> bool {
     }
 }
 
+/// Sends one request (method, path, headers) through a proxy; `Err` when the proxy refused it.
+type Send<'a> = &'a dyn Fn(&str, &str, &[(&str, &str)]) -> Result<HttpReply, String>;
+
 /// Every loopback-only route through `send`, with the proxy's own Host and with each name a
 /// stranger could write instead, is denied.
-fn assert_loopback_routes_denied(
-    what: &str,
-    loopback: &str,
-    send: &dyn Fn(&str, &str, &[(&str, &str)]) -> Result<HttpReply, String>,
-) {
+fn assert_loopback_routes_denied(what: &str, loopback: &str, send: Send) {
     for host in [
         None,
         Some(loopback.to_string()),
