@@ -50,8 +50,18 @@ pub struct Caddy {
 
 impl Caddy {
     /// Starts Caddy on `port` (HTTPS) proxying to `upstream`, and waits until
-    /// `GET https://kited.test:PORT/healthz` answers 200 through it.
+    /// `GET https://kited.test:PORT/healthz` reaches kited through it.
     pub fn start(port: u16, upstream: SocketAddr) -> Caddy {
+        Caddy::start_site(
+            port,
+            &format!("{PUBLIC_HOST}:{port} {{\n\ttls internal\n\treverse_proxy {upstream}\n}}\n"),
+        )
+    }
+
+    /// Starts Caddy on `port` (HTTPS) with `site` (site blocks, e.g. the operations guide's
+    /// recipe) after the test's global options, which make every site use Caddy's internal CA,
+    /// and waits until `GET https://kited.test:PORT/healthz` reaches kited through it.
+    pub fn start_site(port: u16, site: &str) -> Caddy {
         let bin = caddy_bin();
         assert!(
             bin.is_file(),
@@ -64,12 +74,12 @@ impl Caddy {
             .tempdir()
             .expect("cannot create a temp dir for Caddy");
         let caddyfile = dir.path().join("Caddyfile");
-        // The operations guide's two lines (host, reverse_proxy), plus what a test needs: no
-        // admin endpoint, no trust-store changes, no port 80, every file in the temp dir.
+        // The site, plus what a test needs: no admin endpoint, no trust-store changes, no port
+        // 80, certificates from Caddy's internal CA, every file in the temp dir.
         let text = format!(
             "{{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n\tauto_https disable_redirects\n\
              \thttp_port {http}\n\thttps_port {port}\n\tstorage file_system {{\n\t\troot {storage}\n\t}}\n}}\n\n\
-             {PUBLIC_HOST}:{port} {{\n\ttls internal\n\treverse_proxy {upstream}\n}}\n",
+             {site}",
             http = free_port(),
             storage = dir.path().join("data").display(),
         );
@@ -106,6 +116,8 @@ impl Caddy {
         caddy
     }
 
+    /// Waits until `GET /healthz` through Caddy gets an answer from kited: any status but the
+    /// 502 Caddy gives while kited is unreachable (a proxy set up to be refused gets 421).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -115,7 +127,7 @@ impl Caddy {
                     self.log()
                 );
             }
-            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if r.status == 200) {
+            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if r.status != 502) {
                 return;
             }
             if Instant::now() >= deadline {
@@ -226,7 +238,7 @@ pub fn https_client(port: u16) -> reqwest::blocking::Client {
         .expect("an HTTPS client with static settings")
 }
 
-fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
+pub fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
     let status = response.status();
     let headers = crate::push_sim::header_pairs(response.headers());
     let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();

@@ -5,8 +5,10 @@
 pub mod caddy;
 pub mod harness;
 pub mod http_client;
+pub mod nginx;
 pub mod ntfy_sim;
 pub mod push_sim;
+pub mod recipe;
 pub mod telegram_sim;
 pub mod terminal;
 pub mod user_manager;

@@ -40,12 +40,20 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "(any)".into()),
         ),
         ("http.listen", config.listen.to_string()),
+        ("http.listen_public_ok", config.listen_public_ok.to_string()),
         (
             "http.public_url",
             config
                 .public_url
                 .as_ref()
                 .map_or_else(|| "(none: loopback only)".into(), ToString::to_string),
+        ),
+        (
+            "http.public_listen",
+            config.public_listen.as_ref().map_or_else(
+                || "(none: the proxy would share http.listen)".into(),
+                |listen| format!("{listen} (only the public routes, whatever Host says)"),
+            ),
         ),
         ("http.allowed_origins", config.allowed_origins.join(", ")),
         ("http.postbacks", config.postbacks.to_string()),

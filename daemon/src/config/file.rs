@@ -45,7 +45,9 @@ pub struct FileKite {
 #[serde(deny_unknown_fields)]
 pub struct FileHttp {
     pub listen: Option<String>,
+    pub listen_public_ok: Option<bool>,
     pub public_url: Option<String>,
+    pub public_listen: Option<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
     pub postbacks: Option<bool>,

@@ -3,12 +3,14 @@
 pub(crate) mod check;
 pub(crate) mod error;
 pub(crate) mod file;
+pub(crate) mod public_listen;
 pub(crate) mod public_url;
 pub(crate) mod push;
 pub(crate) mod readiness;
 
 pub use crate::config::error::ConfigError;
 use crate::config::file::{File, FileExpiry};
+use crate::config::public_listen::PublicListen;
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
 pub use crate::config::readiness::Readiness;
@@ -76,6 +78,10 @@ pub struct Config {
     pub kite_timeout: Duration,
     pub expected_user_id: Option<String>,
     pub listen: SocketAddr,
+    /// `http.listen_public_ok`: the person knows `http.listen` is not a loopback address.
+    pub listen_public_ok: bool,
+    /// `http.public_listen`: where only the public routes are served, whatever `Host` says.
+    pub public_listen: Option<PublicListen>,
     /// Explicit public base URL (behind a TLS proxy); otherwise `http://127.0.0.1:<bound port>`.
     pub public_url: Option<PublicUrl>,
     pub allowed_origins: Vec<String>,
@@ -274,6 +280,34 @@ impl Config {
                 key: "http.public_url",
                 message,
             })?;
+        let listen_public_ok = file.http.listen_public_ok.unwrap_or(false);
+        if !crate::config::public_listen::is_loopback(listen.ip()) && !listen_public_ok {
+            return Err(ConfigError::Invalid {
+                key: "http.listen",
+                message: format!(
+                    "{listen} is not a loopback address, so every route (the token page, the \
+                     JSON API) would face the network; set http.listen_public_ok = true if that \
+                     is really meant, or keep http.listen on 127.0.0.1 and give the proxy \
+                     http.public_listen"
+                ),
+            });
+        }
+        let public_listen = env("KITED_PUBLIC_LISTEN")
+            .or(file.http.public_listen.clone())
+            .map(|text| PublicListen::parse(&text))
+            .transpose()
+            .map_err(|message| ConfigError::Invalid {
+                key: "http.public_listen",
+                message,
+            })?;
+        if public_listen.is_some() && public_url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "http.public_listen",
+                message: "needs http.public_url (the https:// address the proxy serves): the \
+                          callback URL and login links are made from it"
+                    .into(),
+            });
+        }
 
         let socket = flags
             .socket
@@ -308,6 +342,8 @@ impl Config {
             kite_timeout,
             expected_user_id: file.kite.user_id.clone(),
             listen,
+            listen_public_ok,
+            public_listen,
             public_url,
             allowed_origins: file
                 .http

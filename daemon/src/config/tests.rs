@@ -299,3 +299,57 @@ fn warn_windows_sorted_longest_first() {
     );
     assert_eq!(config.expiring_window(), chrono::Duration::minutes(15));
 }
+
+#[test]
+fn public_listen_needs_public_url() {
+    let error = load(flags("p"), &[("KITED_PUBLIC_LISTEN", "127.0.0.1:8080")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("http.public_listen") && error.contains("http.public_url"),
+        "{error}"
+    );
+    let config = load(
+        flags("p"),
+        &[
+            ("KITED_PUBLIC_LISTEN", "/srv/kited/public.sock"),
+            ("KITED_PUBLIC_URL", "https://kite.example.com"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.public_listen,
+        Some(PublicListen::Unix("/srv/kited/public.sock".into()))
+    );
+    let error = load(
+        flags("p"),
+        &[
+            ("KITED_PUBLIC_LISTEN", "kite.sock"),
+            ("KITED_PUBLIC_URL", "https://kite.example.com"),
+        ],
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("http.public_listen"), "{error}");
+}
+
+#[test]
+fn a_listen_address_off_loopback_needs_listen_public_ok() {
+    let error = load(flags("p"), &[("KITED_LISTEN", "0.0.0.0:8079")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("http.listen") && error.contains("http.listen_public_ok"),
+        "{error}"
+    );
+    assert!(load(flags("p"), &[("KITED_LISTEN", "[::1]:8079")]).is_ok());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[http]\nlisten = \"0.0.0.0:8079\"\nlisten_public_ok = true\n",
+    )
+    .unwrap();
+    let config = load(flags("p"), &[("KITED_CONFIG", path.to_str().unwrap())]).unwrap();
+    assert!(config.listen_public_ok);
+    assert_eq!(config.listen.to_string(), "0.0.0.0:8079");
+}

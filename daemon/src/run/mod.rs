@@ -58,6 +58,13 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| listen_error(config.listen, e))?;
     let bound = http.local_addr().context("HTTP listener has no address")?;
+    let public = match &config.public_listen {
+        Some(listen) => {
+            Some(crate::server::http::public_listener::PublicListener::bind(listen).await?)
+        }
+        None => None,
+    };
+    let public_at = public.as_ref().map(|p| p.describe());
     let events = EventBus::new(now.clone());
     let session = Session::new(Settings::new(config, bound), store, events, now)?;
     let config = session.config();
@@ -75,6 +82,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         profile = %config.profile,
         socket = %config.socket.display(),
         http = %bound,
+        public = public_at.as_deref().unwrap_or("-"),
         callback = %session.callback_url(),
         state = %session.status().state,
         "kited is ready"
@@ -94,6 +102,14 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
         tasks.clone(),
         shutdown.clone(),
     ));
+    if let Some(public) = public {
+        tasks.spawn(crate::server::http::serve_public(
+            public,
+            session.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(crate::schedule::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::notify::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::notify::env_file::run(
@@ -102,8 +118,9 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(crate::store::health::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::notify::push::run(session.clone(), shutdown.clone()));
-    // Both listeners are bound (connections queue in their backlogs until the tasks accept), so
-    // this is the moment `systemctl start` may return and clients may connect.
+    // Every listener is bound, the public one included (connections queue in their backlogs
+    // until the tasks accept), so this is the moment `systemctl start` may return and clients
+    // (and the proxy) may connect.
     systemd::ready(&systemd::status_line(&session));
     if systemd::under_systemd() {
         tasks.spawn(systemd::report_status(session.clone(), shutdown.clone()));
@@ -158,9 +175,11 @@ fn reload(flags: &Flags, session: &Session) {
             if new.listen != old.listen
                 || new.socket != old.socket
                 || new.state_dir != old.state_dir
+                || new.public_listen != old.public_listen
             {
                 tracing::warn!(
-                    "http.listen, ipc.socket and store.dir take effect only after a restart"
+                    "http.listen, http.public_listen, ipc.socket and store.dir take effect only \
+                     after a restart"
                 );
             }
             session.reload(new);

@@ -29,6 +29,13 @@ impl Listen for tokio::net::TcpListener {
     }
 }
 
+impl Listen for tokio::net::UnixListener {
+    type Connection = (tokio::net::UnixStream, tokio::net::unix::SocketAddr);
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
+        tokio::net::UnixListener::accept(self)
+    }
+}
+
 impl Listen for interprocess::local_socket::tokio::Listener {
     type Connection = interprocess::local_socket::tokio::Stream;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {

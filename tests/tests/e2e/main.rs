@@ -15,6 +15,7 @@ mod exec;
 mod first_hour;
 mod foundation;
 mod install;
+mod public_listener;
 mod push;
 mod readiness;
 mod remote;

@@ -1,9 +1,11 @@
 //! The HTTP server: hyper connections on the shared accept loop, with bounded headers, bodies
-//! and read times. Each request is read into a plain [`HttpRequest`] and answered by
+//! and read times, on `http.listen` and (when set) `http.public_listen`. Each request is read
+//! into a plain [`HttpRequest`], marked with the listener it came in on, and answered by
 //! [`crate::server::http::routes::route`].
 
 pub(crate) mod page;
 pub(crate) mod peer_uid;
+pub(crate) mod public_listener;
 pub(crate) mod reply;
 pub(crate) mod request;
 pub(crate) mod routes;
@@ -11,7 +13,8 @@ pub(crate) mod token_api;
 pub(crate) mod trust;
 
 use crate::server::http::peer_uid::Caller;
-use crate::server::http::request::{BodyError, HttpRequest};
+use crate::server::http::public_listener::PublicListener;
+use crate::server::http::request::{BodyError, HttpRequest, Listener};
 use crate::session::Session;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -54,27 +57,79 @@ pub async fn serve(
         stop,
         move |(stream, peer)| {
             let caller = Caller::new(stream.local_addr().unwrap_or(local), peer);
-            serve_connection(stream, local, caller, session.clone(), shutdown.clone())
+            let on = Arrival {
+                listener: Listener::Http,
+                local,
+                caller,
+            };
+            serve_connection(stream, on, session.clone(), shutdown.clone())
         },
     )
     .await;
 }
 
-/// One keep-alive connection. A stop lets the request in flight finish (an exchange may have
-/// used up its request token at Kite already) and closes the connection after it.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    local: SocketAddr,
-    caller: Caller,
+/// Serves only the public routes on `http.public_listen` until `shutdown`.
+pub async fn serve_public(
+    listener: PublicListener,
     session: Session,
+    tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let caller = Arc::new(caller);
+    let max = crate::server::fd_budget::budget().http;
+    let stop = shutdown.clone();
+    match listener {
+        PublicListener::Tcp(listener) => {
+            let Ok(local) = listener.local_addr() else {
+                tracing::error!("the public listener has no address; not serving it");
+                return;
+            };
+            let serve = move |(stream, peer): (tokio::net::TcpStream, SocketAddr)| {
+                let on = Arrival {
+                    listener: Listener::Public,
+                    local,
+                    caller: Caller::new(local, peer),
+                };
+                serve_connection(stream, on, session.clone(), shutdown.clone())
+            };
+            crate::server::accept::run(listener, "public HTTP", max, tasks, stop, serve).await;
+        }
+        PublicListener::Unix(listener, socket_file) => {
+            let serve = move |(stream, _): (tokio::net::UnixStream, _)| {
+                let on = Arrival {
+                    listener: Listener::Public,
+                    local: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    caller: Caller::stranger(),
+                };
+                serve_connection(stream, on, session.clone(), shutdown.clone())
+            };
+            crate::server::accept::run(listener, "public HTTP", max, tasks, stop, serve).await;
+            // Only now, with the listener closed: removes the file if it is still ours.
+            drop(socket_file);
+        }
+    }
+}
+
+/// Where a connection came in and who opened it.
+struct Arrival {
+    listener: Listener,
+    /// The listener's address (`0.0.0.0:0` on a Unix socket, where no `Host` is checked).
+    local: SocketAddr,
+    caller: Caller,
+}
+
+/// One keep-alive connection. A stop lets the request in flight finish (an exchange may have
+/// used up its request token at Kite already) and closes the connection after it.
+async fn serve_connection<S>(stream: S, on: Arrival, session: Session, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (listener, local) = (on.listener, on.local);
+    let caller = Arc::new(on.caller);
     let service = hyper::service::service_fn(move |request| {
         let session = session.clone();
         let caller = caller.clone();
         async move {
-            let request = read_request(request, local, caller).await;
+            let request = read_request(request, listener, local, caller).await;
             Ok::<_, std::convert::Infallible>(
                 crate::server::http::routes::route(&session, request).await,
             )
@@ -101,6 +156,7 @@ async fn serve_connection(
 /// [`MAX_BODY_BYTES`], within [`READ_TIMEOUT`]). Other methods' bodies are not read.
 async fn read_request(
     request: Request<Incoming>,
+    listener: Listener,
     local: SocketAddr,
     caller: Arc<Caller>,
 ) -> HttpRequest {
@@ -116,6 +172,7 @@ async fn read_request(
         method: head.method,
         headers: head.headers,
         body,
+        listener,
         local,
         caller,
     }

@@ -28,6 +28,14 @@ impl Caller {
         }
     }
 
+    /// A caller on the public Unix socket: nobody kited trusts (the proxy, for a stranger).
+    pub fn stranger() -> Caller {
+        let nowhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        let caller = Caller::new(nowhere, nowhere);
+        let _ = caller.own_user.set(false);
+        caller
+    }
+
     /// A caller whose user is already known, for tests of the routes without a connection.
     #[cfg(test)]
     pub fn known(own_user: bool) -> Caller {
@@ -39,6 +47,11 @@ impl Caller {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Whether the connection comes from this machine's loopback.
+    pub fn peer_is_loopback(&self) -> bool {
+        crate::config::public_listen::is_loopback(self.peer.ip())
     }
 
     /// True when the peer is a loopback connection opened by the uid kited runs as.

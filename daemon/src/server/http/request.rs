@@ -18,9 +18,20 @@ pub struct HttpRequest {
     pub headers: HeaderMap,
     /// The body of a POST, read whole before routing; why it could not be, otherwise.
     pub body: Result<Bytes, BodyError>,
+    /// Which listener it came in on.
+    pub listener: Listener,
     /// The listener's own address (what `Host` must name on loopback).
     pub local: SocketAddr,
     pub caller: Arc<Caller>,
+}
+
+/// The listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `http.listen`: every route for a loopback caller that names this server in `Host`.
+    Http,
+    /// `http.public_listen`: only the public routes, whatever `Host` says.
+    Public,
 }
 
 /// Why a request's body was not read.

@@ -1,12 +1,17 @@
 //! HTTP routing on a plain request value: [`route`] takes a parsed [`HttpRequest`] (its body
 //! already read, within bounds) and returns the whole answer, so every route is testable without
-//! a socket. The checks every route shares live here: the Host (DNS rebinding, the public host's
-//! few routes), CORS and the origin of POSTs.
+//! a socket. The checks every route shares live here: which routes a request may reach (see
+//! [`reach`]), CORS and the origin of POSTs.
+//!
+//! A request's reach is decided by how it arrived before what it says: the public listener is
+//! the public side whatever `Host` says, and on `http.listen` a peer off loopback or a header
+//! only a proxy adds makes the request a stranger's. `Host` (which any client, and any proxy
+//! that passes or rewrites it, sets at will) can only narrow that further, never widen it.
 
-use crate::config::public_url::{self, HostKind};
+use crate::config::public_url::{self, HostKind, PublicUrl};
 use crate::server::http::page;
 use crate::server::http::reply::{detail, json_response, Body};
-use crate::server::http::request::HttpRequest;
+use crate::server::http::request::{HttpRequest, Listener};
 use crate::server::http::token_api;
 use crate::session::Session;
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -17,10 +22,10 @@ use std::net::SocketAddr;
 /// Dispatches one request after the checks every route shares.
 pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
     let config = session.config();
-    let host = host_kind(&request.headers, request.local, config.public_url.as_ref());
-    if host == HostKind::Foreign {
-        return detail(StatusCode::MISDIRECTED_REQUEST, "unexpected Host header");
-    }
+    let host = match reach(&request, config.public_url.as_ref()) {
+        Ok(host) => host,
+        Err(why) => return detail(StatusCode::MISDIRECTED_REQUEST, &why),
+    };
     if host == HostKind::Public
         && !public_url::reaches_public(&request.method, &request.path, config.postbacks)
     {
@@ -80,12 +85,77 @@ pub async fn route(session: &Session, request: HttpRequest) -> Response<Body> {
     response
 }
 
+/// Headers that only a proxy adds: a request carrying one came through a proxy, from whoever
+/// reached that proxy, so it is never trusted as a local caller's.
+pub const PROXY_EVIDENCE: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "via",
+    "x-real-ip",
+];
+
+/// What this request may reach: every route ([`HostKind::Loopback`]), the public routes
+/// ([`HostKind::Public`]), or nothing (the reason, answered 421).
+///
+/// - On the public listener: the public routes, whatever `Host` says.
+/// - On `http.listen`, a `Host` that names neither this server nor the public host: nothing
+///   (DNS rebinding, a stray proxy).
+/// - A loopback `Host` from a loopback peer with no sign of a proxy: every route.
+/// - A loopback `Host` that came through a proxy or from another machine: the public routes when
+///   it names a loopback `http.public_url`, else nothing. Such a request is a stranger's, and a
+///   stranger who names the loopback address is either a proxy that rewrites `Host` or an attack.
+fn reach(request: &HttpRequest, public_url: Option<&PublicUrl>) -> Result<HostKind, String> {
+    if request.listener == Listener::Public {
+        return Ok(HostKind::Public);
+    }
+    match host_kind(&request.headers, request.local, public_url) {
+        HostKind::Foreign => Err("unexpected Host header".into()),
+        HostKind::Public => Ok(HostKind::Public),
+        HostKind::Loopback => {
+            let Some(why) = stranger_evidence(request) else {
+                return Ok(HostKind::Loopback);
+            };
+            let host = request
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if public_url.is_some_and(|url| url.names(host)) {
+                return Ok(HostKind::Public);
+            }
+            tracing::debug!("refused a request with a loopback Host that {why}");
+            Err(format!(
+                "this request {why}, but its Host names the loopback address: point the proxy \
+                 at http.public_listen, or let it pass the public host's name through"
+            ))
+        }
+    }
+}
+
+/// Why this request cannot be a local caller's: it came from another machine, or carries a
+/// header only a proxy adds. `None` when there is no such sign.
+fn stranger_evidence(request: &HttpRequest) -> Option<String> {
+    if !request.caller.peer_is_loopback() {
+        return Some("comes from another machine".into());
+    }
+    PROXY_EVIDENCE
+        .iter()
+        .find(|name| request.headers.contains_key(**name))
+        .map(|name| format!("came through a proxy ({name})"))
+}
+
 /// The route table.
 async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> Response<Body> {
     let caller = &request.caller;
     match (&request.method, request.path.as_str()) {
         (&Method::GET, "/healthz") => match session.store().failing() {
             None => json_response(StatusCode::OK, &json!({"ok": true})),
+            // Why the store fails names local paths: for the machine's own callers only.
+            Some(_) if host == HostKind::Public => {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"ok": false}))
+            }
             Some(why) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"ok": false, "detail": why}),
@@ -216,6 +286,7 @@ mod tests {
             query: query.into(),
             headers: headers(&[("host", HOST)]),
             body: Ok(Bytes::new()),
+            listener: Listener::Http,
             local: HOST.parse().unwrap(),
             caller: Arc::new(Caller::known(own_user)),
         }
@@ -419,6 +490,143 @@ mod tests {
                 .0,
             503
         );
+    }
+
+    /// A session with `http.public_url = https://kite.example.com` and a valid token.
+    fn public_session() -> fixture::Fixture {
+        fixture::session_with(
+            true,
+            Some(fixture::token(EXPIRES)),
+            MORNING,
+            &[("KITED_PUBLIC_URL", "https://kite.example.com")],
+        )
+    }
+
+    /// The routes only the machine's own callers may reach, and one public route.
+    const LOOPBACK_ONLY: [(&str, &str); 5] = [
+        ("GET", "/"),
+        ("GET", "/api/token/status"),
+        ("GET", "/api/token/refresh-info"),
+        ("GET", "/api/token/callback-url"),
+        ("POST", "/api/token/generate-access-token"),
+    ];
+
+    fn loopback_only_request(method: &str, path: &str) -> HttpRequest {
+        if method == "POST" {
+            post(path, r#"{"request_token":"abc"}"#)
+        } else {
+            get(path)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_public_listener_serves_only_public_routes_whatever_the_host() {
+        let f = public_session();
+        for host in [
+            "127.0.0.1:8079",
+            "localhost:8079",
+            "kite.example.com",
+            "evil.example",
+        ] {
+            for (method, path) in LOOPBACK_ONLY {
+                let mut request = loopback_only_request(method, path);
+                request.listener = Listener::Public;
+                request
+                    .headers
+                    .insert(header::HOST, HeaderValue::from_str(host).unwrap());
+                assert_eq!(answer(&f.session, request).await.0, 404, "{host} {path}");
+            }
+            let mut health = get("/healthz");
+            health.listener = Listener::Public;
+            health
+                .headers
+                .insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            assert_eq!(answer(&f.session, health).await.0, 200, "{host}");
+            // /login needs a ticket there, even with a loopback Host.
+            let mut login = get("/login");
+            login.listener = Listener::Public;
+            login
+                .headers
+                .insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            assert_eq!(answer(&f.session, login).await.0, 403, "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn proxy_headers_never_reach_loopback_routes() {
+        let f = public_session();
+        for evidence in PROXY_EVIDENCE {
+            for (method, path) in LOOPBACK_ONLY {
+                // A loopback Host through a proxy: refused outright.
+                let mut request = loopback_only_request(method, path);
+                request
+                    .headers
+                    .insert(evidence, HeaderValue::from_static("203.0.113.9"));
+                let (status, body) = answer(&f.session, request).await;
+                assert_eq!(status, 421, "{evidence} {path}");
+                assert!(!body.to_string().contains("AB1234"), "{body}");
+                // The public host through a proxy: the public side.
+                let mut request = loopback_only_request(method, path);
+                request
+                    .headers
+                    .insert(evidence, HeaderValue::from_static("x"));
+                request
+                    .headers
+                    .insert(header::HOST, HeaderValue::from_static("kite.example.com"));
+                assert_eq!(
+                    answer(&f.session, request).await.0,
+                    404,
+                    "{evidence} {path}"
+                );
+            }
+            // /login with the public host through a proxy: the ticket is required.
+            let mut login = get("/login");
+            login
+                .headers
+                .insert(evidence, HeaderValue::from_static("x"));
+            login
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("kite.example.com"));
+            assert_eq!(answer(&f.session, login).await.0, 403, "{evidence}");
+        }
+        // Without public_url the same request is refused too.
+        let plain = fixture::session(true, Some(fixture::token(EXPIRES)), MORNING);
+        let mut request = get("/api/token/status");
+        request
+            .headers
+            .insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(answer(&plain.session, request).await.0, 421);
+        // And without evidence, loopback keeps every route (the check is not blanket).
+        assert_eq!(answer(&f.session, get("/api/token/status")).await.0, 200);
+        assert_eq!(answer(&f.session, get("/login")).await.0, 303);
+    }
+
+    #[tokio::test]
+    async fn a_peer_off_loopback_never_reaches_loopback_routes() {
+        let f = public_session();
+        let remote = || {
+            Arc::new(Caller::new(
+                "0.0.0.0:8079".parse().unwrap(),
+                "192.0.2.7:40000".parse().unwrap(),
+            ))
+        };
+        for (method, path) in LOOPBACK_ONLY {
+            let mut request = loopback_only_request(method, path);
+            request.caller = remote();
+            assert_eq!(answer(&f.session, request).await.0, 421, "{path}");
+            let mut request = loopback_only_request(method, path);
+            request.caller = remote();
+            request
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("kite.example.com"));
+            assert_eq!(answer(&f.session, request).await.0, 404, "{path}");
+        }
+        let mut callback = get("/auth/callback?status=cancelled");
+        callback.caller = remote();
+        callback
+            .headers
+            .insert(header::HOST, HeaderValue::from_static("kite.example.com"));
+        assert_eq!(answer(&f.session, callback).await.0, 400);
     }
 
     #[test]
