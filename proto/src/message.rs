@@ -54,6 +54,8 @@ requests! {
     LoginLink -> IssuedLink;
     /// One test message through every push channel, one try each.
     PushTest -> PushResults;
+    /// Make every login link issued so far invalid (a new signing key).
+    RevokeLinks -> Ack;
     /// Trade a request token (or the whole callback URL) for an access token.
     Exchange -> StatusReport;
     /// Invalidate the token at Kite and remove it here.
@@ -85,6 +87,9 @@ pub struct LoginLink {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushTest {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeLinks {}
 
 /// Exactly one of the two is expected; the daemon says so otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +295,7 @@ mod tests {
             invalidated_reason: None,
             store_error: None,
             env_file_error: None,
+            pinned_user_id: None,
             hint: "Set KITE_API_KEY.".into(),
         }
     }
@@ -309,6 +315,7 @@ mod tests {
             LoginUrl {}.into(),
             LoginLink {}.into(),
             PushTest {}.into(),
+            RevokeLinks {}.into(),
             Exchange {
                 request_token: Some("abc".into()),
                 callback_url: None,
@@ -406,6 +413,11 @@ mod tests {
                             status: sample_status(),
                         })),
                         json!({"ok": true, "status": status}),
+                    ),
+                    Request::RevokeLinks(_) => (
+                        json!({"op": "revoke_links"}),
+                        answer_line::<Ack>(&Ok(Ack {})),
+                        json!({"ok": true}),
                     ),
                     Request::Logout(_) => (
                         json!({"op": "logout"}),

@@ -68,6 +68,9 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
              serving status only"
         );
     }
+    if let Some(warning) = config.public_url.as_ref().and_then(|u| u.plain_http_warning()) {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         profile = %config.profile,
         socket = %config.socket.display(),

@@ -17,6 +17,8 @@ mod push;
 mod remote;
 mod resilience;
 mod security;
+mod security_links;
+mod security_push;
 mod sim;
 mod systemd;
 mod web;
