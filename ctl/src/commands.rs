@@ -24,8 +24,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::GetToken { wait, json } => return get_token(&target, wait, json),
         Command::Status { json } => status(&target, json),
         Command::Login {
-            revoke_links: true,
-            ..
+            revoke_links: true, ..
         } => revoke_links(&target),
         Command::Login {
             link: true,
@@ -354,7 +353,9 @@ fn push_test(target: &Target) -> Outcome {
 fn revoke_links(target: &Target) -> Outcome {
     let mut client = connect(target)?;
     client.call(RevokeLinks {})?;
-    print(b"Every login link issued so far is now invalid; `kitectl login --link` makes a new one\n")
+    print(
+        b"Every login link issued so far is now invalid; `kitectl login --link` makes a new one\n",
+    )
 }
 
 fn logout(target: &Target) -> Outcome {

@@ -165,7 +165,9 @@ fn serve(stream: TcpStream, shared: &Shared) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         sent += n as u64;
-                        shared.body_bytes_taken.fetch_add(n as u64, Ordering::Relaxed);
+                        shared
+                            .body_bytes_taken
+                            .fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
             }

@@ -110,7 +110,11 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
             println!("\nwarning: {warning}");
         }
     }
-    if let Some(warning) = config.public_url.as_ref().and_then(|u| u.plain_http_warning()) {
+    if let Some(warning) = config
+        .public_url
+        .as_ref()
+        .and_then(|u| u.plain_http_warning())
+    {
         println!("\nwarning: {warning}");
     }
     // A blank key is already `None`: the configuration trims and drops it.

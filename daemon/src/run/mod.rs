@@ -68,7 +68,11 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
              serving status only"
         );
     }
-    if let Some(warning) = config.public_url.as_ref().and_then(|u| u.plain_http_warning()) {
+    if let Some(warning) = config
+        .public_url
+        .as_ref()
+        .and_then(|u| u.plain_http_warning())
+    {
         tracing::warn!("{warning}");
     }
     tracing::info!(

@@ -44,7 +44,9 @@ pub enum Asker<'a> {
 
 /// A link tried to start more than [`LINK_LOGINS_PER_MINUTE`] logins in a minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("this login link started {LINK_LOGINS_PER_MINUTE} logins in the last minute; wait a minute")]
+#[error(
+    "this login link started {LINK_LOGINS_PER_MINUTE} logins in the last minute; wait a minute"
+)]
 pub struct TooManyLinkLogins;
 
 /// The states handed out and not yet used, with when each was made, one pool per [`Asker`].

@@ -158,7 +158,10 @@ mod tests {
         let other_nonce = "0".repeat(2 * NONCE_LEN);
         let (_, signature) = tag.split_once('-').unwrap();
         assert_eq!(
-            key.check(Some(&format!("{expires}-{other_nonce}-{signature}")), at(3, 0)),
+            key.check(
+                Some(&format!("{expires}-{other_nonce}-{signature}")),
+                at(3, 0)
+            ),
             Err(TicketError::Forged)
         );
     }

@@ -44,9 +44,7 @@ impl Public {
     /// `GET` a link as the phone would: (status, the Kite login URL it redirects to).
     fn open(&self, link: &str) -> (u16, Option<String>) {
         let path = link.trim_start_matches(&self.public);
-        let reply = self
-            .daemon
-            .http("GET", path, &[("Host", &self.host)], b"");
+        let reply = self.daemon.http("GET", path, &[("Host", &self.host)], b"");
         (reply.status, reply.header("location").map(str::to_string))
     }
 }
@@ -71,7 +69,11 @@ fn a_flood_through_a_leaked_link_evicts_no_other_login() {
         Some(10),
         "ten logins a minute per link: {statuses:?}"
     );
-    assert_eq!(statuses.get(&429).copied(), Some(FLOOD - 10), "{statuses:?}");
+    assert_eq!(
+        statuses.get(&429).copied(),
+        Some(FLOOD - 10),
+        "{statuses:?}"
+    );
 
     let (code, page) = follow_browser_login(&p.daemon, &kitectl_login);
     assert_eq!(code, 200, "the kitectl login was evicted: {page}");
@@ -90,7 +92,11 @@ fn revoking_links_and_logging_out_kill_every_issued_link() {
 
     let out = p.daemon.ctl(&["login", "--revoke-links"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("now invalid"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("now invalid"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(p.open(&first).0, 403, "a revoked link");
     // The login that link had started dies with it.
     let (code, page) = follow_browser_login(&p.daemon, &started);
@@ -122,9 +128,14 @@ fn the_first_user_is_pinned_until_logout() {
     let sim = p.daemon.sim().clone();
     let owner_token = login_headless(&p.daemon);
     let owner = status(&p.daemon).user_id.expect("a user");
-    assert_eq!(status(&p.daemon).pinned_user_id.as_deref(), Some(owner.as_str()));
+    assert_eq!(
+        status(&p.daemon).pinned_user_id.as_deref(),
+        Some(owner.as_str())
+    );
     assert!(
-        p.daemon.log().contains(&format!("pinned Zerodha user {owner}")),
+        p.daemon
+            .log()
+            .contains(&format!("pinned Zerodha user {owner}")),
         "{}",
         p.daemon.log()
     );
@@ -140,8 +151,15 @@ fn the_first_user_is_pinned_until_logout() {
         page.contains("ZZ9999") && page.contains("kitectl logout"),
         "the page says why: {page}"
     );
-    assert_eq!(get_token(&p.daemon), owner_token, "the owner's token is kept");
-    assert_eq!(status(&p.daemon).pinned_user_id.as_deref(), Some(owner.as_str()));
+    assert_eq!(
+        get_token(&p.daemon),
+        owner_token,
+        "the owner's token is kept"
+    );
+    assert_eq!(
+        status(&p.daemon).pinned_user_id.as_deref(),
+        Some(owner.as_str())
+    );
 
     // After logout the next user is pinned instead.
     let out = p.daemon.ctl(&["logout"]);

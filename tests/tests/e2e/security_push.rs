@@ -155,7 +155,8 @@ fn an_echoed_credential_never_reaches_the_log_or_push_test() {
         }
         out
     };
-    let percent: String = url::form_urlencoded::byte_serialize(DEFAULT_BOT_TOKEN.as_bytes()).collect();
+    let percent: String =
+        url::form_urlencoded::byte_serialize(DEFAULT_BOT_TOKEN.as_bytes()).collect();
     let json_escaped: String = DEFAULT_BOT_TOKEN
         .chars()
         .map(|c| format!("\\u{:04x}", c as u32))
@@ -184,7 +185,11 @@ fn an_echoed_credential_never_reaches_the_log_or_push_test() {
     let ntfy_token = ntfy_sim::DEFAULT_TOKEN;
     let ntfy_body = format!(r#"{{"error":"token {} refused"}}"#, b64(ntfy_token));
     let ntfy = HostileServer::start(move |_| {
-        HostileAnswer::with_body(401, &["Content-Type: application/json"], ntfy_body.as_bytes())
+        HostileAnswer::with_body(
+            401,
+            &["Content-Type: application/json"],
+            ntfy_body.as_bytes(),
+        )
     });
     let d = Daemon::builder(&sim())
         .config_toml(&format!(
@@ -200,7 +205,10 @@ fn an_echoed_credential_never_reaches_the_log_or_push_test() {
         let out = d.ctl(&["push-test"]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         let stdout = text(&out.stdout);
-        assert!(stdout.starts_with("telegram: failed: HTTP 401: "), "{stdout}");
+        assert!(
+            stdout.starts_with("telegram: failed: HTTP 401: "),
+            "{stdout}"
+        );
         shown.push_str(&stdout);
         shown.push_str(&text(&out.stderr));
     }

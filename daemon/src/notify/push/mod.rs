@@ -67,7 +67,12 @@ impl SendError {
         SendError::Network(shown(&text, redact))
     }
 
-    fn status(status: u16, detail: &str, retry_after: Option<Duration>, redact: &Redaction) -> Self {
+    fn status(
+        status: u16,
+        detail: &str,
+        retry_after: Option<Duration>,
+        redact: &Redaction,
+    ) -> Self {
         let detail = shown(detail, redact);
         SendError::Status {
             status,
@@ -339,13 +344,19 @@ mod tests {
         let second = Duration::from_secs(1);
         let backoff = BACKOFF[0];
         assert_eq!(next_wait(None, backoff, second), Some(backoff));
-        assert_eq!(next_wait(Some(3 * second), backoff, second), Some(3 * second));
+        assert_eq!(
+            next_wait(Some(3 * second), backoff, second),
+            Some(3 * second)
+        );
         assert_eq!(next_wait(Some(Duration::MAX), backoff, second), None);
         assert_eq!(
             next_wait(Some(Duration::from_secs(u64::MAX)), backoff, Duration::MAX),
             None
         );
-        assert_eq!(next_wait(Some(RETRY_WINDOW + second), backoff, second), None);
+        assert_eq!(
+            next_wait(Some(RETRY_WINDOW + second), backoff, second),
+            None
+        );
         assert_eq!(next_wait(Some(30 * second), backoff, 40 * second), None);
     }
 

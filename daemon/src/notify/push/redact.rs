@@ -189,7 +189,10 @@ mod tests {
         let redaction = Redaction::new(&[TOKEN]);
         let percent = url::form_urlencoded::byte_serialize(TOKEN.as_bytes()).collect::<String>();
         let json = serde_json::to_string(&format!("bad token {TOKEN}")).unwrap();
-        let escaped: String = TOKEN.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
+        let escaped: String = TOKEN
+            .chars()
+            .map(|c| format!("\\u{:04X}", c as u32))
+            .collect();
         let echoes = [
             format!("Unauthorized: bot{TOKEN} is unknown"),
             format!("see https://x/bot{percent}/sendMessage"),
@@ -202,9 +205,9 @@ mod tests {
             format!("auth {}", std_base64(&format!("{TOKEN}xy"))),
             format!("auth {}", base64(format!("zz{TOKEN}").as_bytes(), URL_SAFE)),
             // Only the secret half, base64 at an odd alignment.
-            format!("{}", std_base64(&format!("k={}", &TOKEN[11..]))),
+            std_base64(&format!("k={}", &TOKEN[11..])),
             // Mixed encodings: caught by the last check.
-            format!("bot4839574812%3AAAFD39kkdpWt3ywyRZergyOLMaJhac60q%63"),
+            "bot4839574812%3AAAFD39kkdpWt3ywyRZergyOLMaJhac60q%63".to_string(),
         ];
         let secret = &TOKEN[11..];
         for echo in &echoes {
