@@ -113,7 +113,8 @@ Examples:
                                 and wait up to 5 minutes for the login to complete
   kitectl login --link          a link for your phone, valid until the next cutoff
                                 (needs http.public_url: kited behind a TLS proxy)
-  kitectl login --link --qr     the same link as a QR code to scan")]
+  kitectl login --link --qr     the same link as a QR code to scan
+  kitectl login --revoke-links  make every link issued so far invalid (one leaked)")]
     Login {
         /// Open the URL in the browser with xdg-open.
         #[arg(long, conflicts_with = "link")]
@@ -127,6 +128,9 @@ Examples:
         /// With --link: also draw the link as a QR code in the terminal.
         #[arg(long, requires = "link")]
         qr: bool,
+        /// Make every login link issued so far invalid (logout does this too); new links work.
+        #[arg(long, conflicts_with_all = ["link", "open", "wait"])]
+        revoke_links: bool,
     },
     /// Exchange the callback URL the browser ended on, or a request token (headless machines).
     #[command(after_help = "\

@@ -6,7 +6,7 @@ use crate::exit::{self, note, print, Failure};
 use clap::CommandFactory;
 use kite_proto::message::{
     Doctor, DoctorReport, Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl,
-    LoginUrls, Logout, Ping, PushResults, PushTest, Shutdown, Status, Watch,
+    LoginUrls, Logout, Ping, PushResults, PushTest, RevokeLinks, Shutdown, Status, Watch,
 };
 use kite_proto::{Event, TokenStatus};
 use serde_json::Value;
@@ -23,6 +23,9 @@ pub fn run(cli: Cli) -> u8 {
     let outcome = match command {
         Command::GetToken { wait, json } => return get_token(&target, wait, json),
         Command::Status { json } => status(&target, json),
+        Command::Login {
+            revoke_links: true, ..
+        } => revoke_links(&target),
         Command::Login {
             link: true,
             qr,
@@ -390,6 +393,15 @@ fn doctor(target: &Target, json: bool) -> Outcome {
 }
 
 /// `logout`.
+/// `login --revoke-links`: a new ticket key in kited, so every link sent so far is dead.
+fn revoke_links(target: &Target) -> Outcome {
+    let mut client = connect(target)?;
+    client.call(RevokeLinks {})?;
+    print(
+        b"Every login link issued so far is now invalid; `kitectl login --link` makes a new one\n",
+    )
+}
+
 fn logout(target: &Target) -> Outcome {
     let mut client = connect(target)?;
     client.set_read_timeout(Some(TIMEOUT * 4))?;
@@ -602,6 +614,7 @@ mod tests {
             invalidated_reason: None,
             store_error: None,
             env_file_error: None,
+            pinned_user_id: None,
             hint: "Nothing to do.".into(),
         }
     }

@@ -56,6 +56,8 @@ requests! {
     PushTest -> PushResults;
     /// The readiness checks, run now: token, Kite, egress IP, clock, sinks, push.
     Doctor -> DoctorReport;
+    /// Make every login link issued so far invalid (a new signing key).
+    RevokeLinks -> Ack;
     /// Trade a request token (or the whole callback URL) for an access token.
     Exchange -> StatusReport;
     /// Invalidate the token at Kite and remove it here.
@@ -96,6 +98,9 @@ pub struct Doctor {}
 pub struct DoctorReport {
     pub checks: Vec<crate::event::Check>,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeLinks {}
 
 /// Exactly one of the two is expected; the daemon says so otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +306,7 @@ mod tests {
             invalidated_reason: None,
             store_error: None,
             env_file_error: None,
+            pinned_user_id: None,
             hint: "Set KITE_API_KEY.".into(),
         }
     }
@@ -321,6 +327,7 @@ mod tests {
             LoginLink {}.into(),
             PushTest {}.into(),
             Doctor {}.into(),
+            RevokeLinks {}.into(),
             Exchange {
                 request_token: Some("abc".into()),
                 callback_url: None,
@@ -429,6 +436,11 @@ mod tests {
                             status: sample_status(),
                         })),
                         json!({"ok": true, "status": status}),
+                    ),
+                    Request::RevokeLinks(_) => (
+                        json!({"op": "revoke_links"}),
+                        answer_line::<Ack>(&Ok(Ack {})),
+                        json!({"ok": true}),
                     ),
                     Request::Logout(_) => (
                         json!({"op": "logout"}),

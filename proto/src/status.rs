@@ -71,6 +71,10 @@ pub struct TokenStatus {
     /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file_error: Option<String>,
+    /// The Zerodha user every login must belong to: `kite.user_id`, or else the first user
+    /// kited saw (pinned until `kitectl logout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_user_id: Option<String>,
     /// What the person should do next, in one sentence.
     pub hint: String,
 }

@@ -4,6 +4,7 @@
 
 pub mod caddy;
 pub mod harness;
+pub mod hostile_http;
 pub mod http_client;
 pub mod nginx;
 pub mod ntfy_sim;

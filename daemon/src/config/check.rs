@@ -149,6 +149,13 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
             println!("\nwarning: {warning}");
         }
     }
+    if let Some(warning) = config
+        .public_url
+        .as_ref()
+        .and_then(|u| u.plain_http_warning())
+    {
+        println!("\nwarning: {warning}");
+    }
     // A blank key is already `None`: the configuration trims and drops it.
     let key_ok = config.api_key.is_some();
     if key_ok && secret_ok {

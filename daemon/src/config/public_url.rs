@@ -69,6 +69,18 @@ impl PublicUrl {
         &self.scheme
     }
 
+    /// Why this URL is unsafe, if it is: plain http:// to a host other than this machine sends
+    /// the login links and Kite's request tokens across the network unencrypted.
+    pub fn plain_http_warning(&self) -> Option<String> {
+        (self.scheme == "http" && !self.is_loopback()).then(|| {
+            format!(
+                "http.public_url {self} is plain http:// for a host other than this machine: \
+                 login links and Kite's request tokens would cross the network unencrypted; \
+                 put a TLS proxy in front of kited and give its https:// address"
+            )
+        })
+    }
+
     /// Whether the host is a loopback name: then it is not public at all, and keeps every route.
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost"
@@ -159,6 +171,16 @@ pub fn reaches_public(method: &Method, path: &str, postbacks: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_off_this_machine_is_warned_about() {
+        let warning = |text: &str| PublicUrl::parse(text).unwrap().plain_http_warning();
+        assert!(warning("http://kite.example.com").is_some_and(|w| w.contains("http.public_url")));
+        assert!(warning("http://192.168.1.5:8079").is_some());
+        assert_eq!(warning("https://kite.example.com"), None);
+        assert_eq!(warning("http://127.0.0.1:8079"), None);
+        assert_eq!(warning("http://localhost:8079"), None);
+    }
 
     #[test]
     fn parses_scheme_host_port_only() {

@@ -207,17 +207,36 @@ fn resolve_ntfy(
     })
 }
 
-/// An http(s) URL without a trailing slash.
+/// An https URL without a trailing slash; plain http only to this machine (a local relay or a
+/// test server). Over plain http anyone on the path would read the channel's token (Telegram
+/// carries it in the URL) and every login link, so kited refuses rather than warns.
 fn checked_url(key: &'static str, text: &str) -> Result<String, ConfigError> {
     let text = text.trim().trim_end_matches('/');
+    let invalid = |message: String| ConfigError::Invalid { key, message };
     match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => {
-            Ok(text.to_string())
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(text.to_string()),
+        Ok(url) if url.scheme() == "http" && url.host().is_some() => {
+            if is_loopback_host(&url) {
+                Ok(text.to_string())
+            } else {
+                Err(invalid(format!(
+                    "{text:?} is plain http:// to another machine: the token and login links \
+                     would cross the network unencrypted; use https:// (http:// is accepted \
+                     only for localhost, 127.0.0.1 and ::1)"
+                )))
+            }
         }
-        _ => Err(ConfigError::Invalid {
-            key,
-            message: format!("{text:?} is not an https:// URL"),
-        }),
+        _ => Err(invalid(format!("{text:?} is not an https:// URL"))),
+    }
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -308,6 +327,22 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         PushSettings::resolve(&file.push, &move |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://ntfy.example/t",
+            "http://127.0.0.1:8080/t",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+        ] {
+            assert!(checked_url("push.ntfy.url", ok).is_ok(), "{ok}");
+        }
+        for refused in ["http://ntfy.example/t", "http://10.0.0.2/t", "ftp://x/t"] {
+            let error = checked_url("push.ntfy.url", refused).expect_err(refused);
+            assert!(error.to_string().contains("push.ntfy.url"), "{error}");
+        }
     }
 
     #[test]

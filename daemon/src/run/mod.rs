@@ -78,6 +78,13 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     for warning in config.readiness.warnings() {
         tracing::warn!("{warning}");
     }
+    if let Some(warning) = config
+        .public_url
+        .as_ref()
+        .and_then(|u| u.plain_http_warning())
+    {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         profile = %config.profile,
         socket = %config.socket.display(),

@@ -14,8 +14,13 @@ pub enum SessionError {
     LoginRequired(String),
     #[error(transparent)]
     Kite(#[from] KiteError),
-    #[error("this login belongs to Zerodha user {got}, but kited is set up for {expected} (kite.user_id); the previous token is kept")]
-    WrongUser { expected: String, got: String },
+    #[error("this login belongs to Zerodha user {got}, but kited is set up for {expected} ({why}); the previous token is kept")]
+    WrongUser {
+        expected: String,
+        got: String,
+        /// Where the expected user comes from, and how to change it.
+        why: &'static str,
+    },
     #[error("the login was cancelled in the browser")]
     Cancelled,
     #[error(
@@ -24,6 +29,8 @@ pub enum SessionError {
     BadState,
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    TooManyLinkLogins(#[from] crate::session::login_state::TooManyLinkLogins),
     #[error("kited could not store the token: {0}")]
     Store(#[from] StoreError),
     #[error("kited cannot store a new token now, so it did not use the request token: {0}")]
@@ -39,9 +46,10 @@ impl SessionError {
             SessionError::Kite(e) if e.is_transient() => ErrorKind::KiteUnavailable,
             SessionError::Kite(_) => ErrorKind::Kite,
             SessionError::WrongUser { .. } => ErrorKind::WrongUser,
-            SessionError::Cancelled | SessionError::BadState | SessionError::BadRequest(_) => {
-                ErrorKind::BadRequest
-            }
+            SessionError::Cancelled
+            | SessionError::BadState
+            | SessionError::BadRequest(_)
+            | SessionError::TooManyLinkLogins(_) => ErrorKind::BadRequest,
             SessionError::StoreUnavailable(_) => ErrorKind::StoreUnavailable,
             SessionError::Store(_) => ErrorKind::Internal,
         }

@@ -41,10 +41,10 @@ pub fn issue(session: &Session) -> Result<IssuedLink, SessionError> {
 /// `GET /login[?t=TICKET]`: a 303 to a fresh Kite login URL. The public host needs a valid
 /// ticket (403 otherwise); on loopback the person is at the machine and needs none.
 pub fn serve(session: &Session, host: HostKind, query: &str) -> Response<Full<Bytes>> {
+    let ticket = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "t")
+        .map(|(_, v)| v.into_owned());
     if host != HostKind::Loopback {
-        let ticket = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "t")
-            .map(|(_, v)| v.into_owned());
         if let Err(why) = session.ticket_key().check(ticket.as_deref(), session.now()) {
             tracing::warn!("refused a login link: {why}");
             return refusal(
@@ -56,12 +56,11 @@ pub fn serve(session: &Session, host: HostKind, query: &str) -> Response<Full<By
             );
         }
     }
-    // A ticket kited issued vouches for the asker; on loopback anyone may ask, so the state
-    // goes with the other web ones.
-    let asker = if host == HostKind::Loopback {
-        Asker::Web
-    } else {
-        Asker::Trusted
+    // A ticket kited issued vouches for the asker, but a link can leak: its logins get a
+    // pool of their own. On loopback anyone may ask, so the state goes with the other web ones.
+    let asker = match ticket.as_deref() {
+        Some(ticket) if host != HostKind::Loopback => Asker::Link(ticket),
+        _ => Asker::Web,
     };
     match session.login_url_for(asker) {
         Ok((login_url, _)) => {
@@ -78,6 +77,15 @@ pub fn serve(session: &Session, host: HostKind, query: &str) -> Response<Full<By
                 HeaderValue::from_static("no-referrer"),
             );
             response
+        }
+        Err(SessionError::TooManyLinkLogins(e)) => {
+            tracing::warn!("refused a login through a link: {e}");
+            refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many logins",
+                "This login link started too many logins in the last minute.",
+                "Wait a minute, then tap Log in again.",
+            )
         }
         Err(e) => {
             tracing::warn!("a login link could not start a login: {e}");

@@ -61,12 +61,15 @@ struct Inner {
     /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
     env_file_error: Mutex<Option<String>>,
     now: Now,
-    /// Signs and checks the login links sent to phones.
-    ticket_key: TicketKey,
     /// How the latest push to each channel went (the `push` readiness check).
     push_health: DeliveryHealth,
     /// How the latest write to each sink went (the `sinks` readiness check).
     sink_health: DeliveryHealth,
+    /// The first Zerodha user kited saw, when `kite.user_id` is not set: every later login
+    /// must be this user until `kitectl logout`.
+    pinned_user: Mutex<Option<String>>,
+    /// Signs and checks the login links sent to phones; replaced when links are revoked.
+    ticket_key: Mutex<TicketKey>,
 }
 
 impl Session {
@@ -79,6 +82,17 @@ impl Session {
     ) -> Result<Session, StoreError> {
         let stored = of_this_app(store.load_token()?, &settings.config).map(Arc::new);
         let ticket_key = TicketKey::new(store.ticket_key()?);
+        // A token stored before pinning existed pins its own user.
+        let pinned_user = match store.pinned_user()? {
+            Some(user) => Some(user),
+            None => match &stored {
+                Some(record) => {
+                    store.set_pinned_user(Some(&record.user_id))?;
+                    Some(record.user_id.clone())
+                }
+                None => None,
+            },
+        };
         let (token, _) = watch::channel(stored);
         Ok(Session {
             inner: Arc::new(Inner {
@@ -90,9 +104,10 @@ impl Session {
                 events,
                 env_file_error: Mutex::new(None),
                 now,
-                ticket_key,
                 push_health: DeliveryHealth::default(),
                 sink_health: DeliveryHealth::default(),
+                pinned_user: Mutex::new(pinned_user),
+                ticket_key: Mutex::new(ticket_key),
             }),
         })
     }
@@ -138,8 +153,64 @@ impl Session {
         &self.inner.sink_health
     }
 
-    pub fn ticket_key(&self) -> &TicketKey {
-        &self.inner.ticket_key
+    /// The user every login must belong to, and where that comes from.
+    fn expected_user(&self) -> Option<(String, &'static str)> {
+        if let Some(user) = self.config().expected_user_id.clone() {
+            return Some((user, "kite.user_id"));
+        }
+        let pinned = self
+            .inner
+            .pinned_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        pinned.map(|user| {
+            (
+                user,
+                "pinned as the first user kited saw; `kitectl logout` unpins it",
+            )
+        })
+    }
+
+    /// Pins (or with `None` unpins) the Zerodha user, on disk first.
+    async fn pin_user(&self, user_id: Option<String>) -> Result<(), SessionError> {
+        let store = self.inner.store.clone();
+        let user = user_id.clone();
+        tokio::task::spawn_blocking(move || store.set_pinned_user(user.as_deref()))
+            .await
+            .expect("the pin writer does not panic")?;
+        *self
+            .inner
+            .pinned_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = user_id;
+        Ok(())
+    }
+
+    /// The key in force now.
+    pub fn ticket_key(&self) -> TicketKey {
+        self.inner
+            .ticket_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Kills every login link issued so far: a new ticket key, on disk first (so a restart
+    /// cannot bring the old links back), and the logins links started are forgotten.
+    pub async fn revoke_links(&self) -> Result<(), SessionError> {
+        let store = self.inner.store.clone();
+        let key = tokio::task::spawn_blocking(move || store.rotate_ticket_key())
+            .await
+            .expect("the ticket key rotation does not panic")?;
+        *self
+            .inner
+            .ticket_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = TicketKey::new(key);
+        self.inner.login_states.forget_links();
+        tracing::info!("revoked every login link issued so far");
+        Ok(())
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -241,6 +312,7 @@ impl Session {
             invalidated_reason: record.as_ref().and_then(|r| r.invalidated.clone()),
             store_error: self.inner.store.failing(),
             env_file_error: self.env_file_error(),
+            pinned_user_id: self.expected_user().map(|(user, _)| user),
             hint,
         }
     }
@@ -288,10 +360,10 @@ impl Session {
     }
 
     /// [`Session::login_url`] for `asker`, whose states are kept apart from the others'.
-    pub fn login_url_for(&self, asker: Asker) -> Result<(String, String), SessionError> {
+    pub fn login_url_for(&self, asker: Asker<'_>) -> Result<(String, String), SessionError> {
         let settings = self.settings();
         let kite = kite_in(&settings)?;
-        let state = self.inner.login_states.issue(asker);
+        let state = self.inner.login_states.issue(asker)?;
         let mut url = url::Url::parse(&settings.config.login_url)
             .map_err(|e| SessionError::BadRequest(format!("kite.login_url is not a URL: {e}")))?;
         let redirect_params = url::form_urlencoded::Serializer::new(String::new())
@@ -361,15 +433,28 @@ impl Session {
         // Kite's request token is single use: spend it only if the result can be stored.
         self.ensure_store_writable().await?;
         let data = crate::kite::answer::checked_session(kite.exchange(request_token).await?)?;
-        let expected = self.config().expected_user_id.clone();
-        if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&data.user_id)) {
-            tracing::warn!(got = %data.user_id, %expected, "refused a login as another user");
+        let expected = self.expected_user();
+        if let Some((expected, why)) = expected
+            .clone()
+            .filter(|(e, _)| !e.eq_ignore_ascii_case(&data.user_id))
+        {
+            tracing::warn!(got = %data.user_id, %expected, "refused a login as another user ({why})");
             return Err(SessionError::WrongUser {
                 expected,
                 got: data.user_id,
+                why,
             });
         }
         let record = self.record_from(data, kite.api_key())?;
+        if expected.is_none() {
+            self.pin_user(Some(record.user_id.clone())).await?;
+            tracing::info!(
+                user = %record.user_id,
+                "pinned Zerodha user {}: a login as anyone else is refused until `kitectl logout` \
+                 (or set kite.user_id)",
+                record.user_id
+            );
+        }
         self.store_and_announce(record).await
     }
 
@@ -550,10 +635,12 @@ impl Session {
         Ok((checked, probe))
     }
 
-    /// Invalidates the token at Kite (best effort) and removes it here.
+    /// Invalidates the token at Kite (best effort) and removes it here. Every login link dies
+    /// with it: a link is a way back in, and logging out means no way back in.
     pub async fn logout(&self) -> Result<(), SessionError> {
+        self.revoke_links().await?;
         let Some(current) = self.current() else {
-            return Ok(());
+            return self.pin_user(None).await;
         };
         if let Ok(kite) = self.kite() {
             if let Err(e) = kite.logout(&current.access_token).await {
@@ -569,6 +656,7 @@ impl Session {
         }
         self.write(None).await?;
         self.inner.token.send_replace(None);
+        self.pin_user(None).await?;
         self.inner.events.emit(EventKind::TokenInvalidated {
             reason: "logged out".into(),
         });

@@ -1,6 +1,7 @@
-//! Login tickets: the `t` of `/login?t=…`. Stateless: an expiry time and an HMAC-SHA256 over
-//! it with a random key kept in the store, so checking one needs no table and a restart keeps
-//! every link that was sent working.
+//! Login tickets: the `t` of `/login?t=…`. Stateless: an expiry time, a random nonce (so each
+//! link is its own, and the logins one link starts are counted apart from another's) and an
+//! HMAC-SHA256 over both with a random key kept in the store, so checking one needs no table
+//! and a restart keeps every link that was sent working. Replacing the key kills every link.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -12,10 +13,12 @@ type HmacSha256 = Hmac<Sha256>;
 pub const KEY_LEN: usize = 32;
 /// The longest a ticket may live: the next cutoff is never further away than a day.
 const MAX_LIFETIME_SECS: i64 = 24 * 3600;
-/// Tickets longer than this are not ours (an expiry and 64 hex digits are ~75 characters).
+/// Tickets longer than this are not ours (an expiry, a nonce and 64 hex digits are ~92).
 const MAX_TICKET_LEN: usize = 128;
+/// Random bytes per ticket: 64 bits keep two links of one day apart.
+const NONCE_LEN: usize = 8;
 /// Domain separation: this key signs login tickets and nothing else.
-const CONTEXT: &[u8] = b"kited login ticket v1\0";
+const CONTEXT: &[u8] = b"kited login ticket v2\0";
 
 /// Why a ticket was refused (the page says only "not valid", the log says which).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,18 +48,22 @@ impl TicketKey {
         TicketKey(bytes)
     }
 
-    fn mac(&self, expires: i64) -> HmacSha256 {
+    fn mac(&self, expires: i64, nonce: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(CONTEXT);
         mac.update(expires.to_string().as_bytes());
+        mac.update(b"-");
+        mac.update(nonce.as_bytes());
         mac
     }
 
-    /// A ticket valid until `expires_at`: `EXPIRY-HEX`, letters, digits and a dash (URL-safe).
+    /// A ticket valid until `expires_at`: `EXPIRY-NONCE-HEX`, letters, digits and dashes
+    /// (URL-safe).
     pub fn issue(&self, expires_at: DateTime<Utc>) -> String {
         let expires = expires_at.timestamp();
-        let tag = self.mac(expires).finalize().into_bytes();
-        format!("{expires}-{}", hex::encode(tag))
+        let nonce = hex::encode(rand::random::<[u8; NONCE_LEN]>());
+        let tag = self.mac(expires, &nonce).finalize().into_bytes();
+        format!("{expires}-{nonce}-{}", hex::encode(tag))
     }
 
     /// Checks a ticket at `now`: our signature, not expired, and not from further ahead than a
@@ -73,9 +80,13 @@ impl TicketKey {
             return Err(TicketError::Malformed);
         }
         let expires: i64 = expires.parse().map_err(|_| TicketError::Malformed)?;
+        let (nonce, tag) = tag.split_once('-').ok_or(TicketError::Malformed)?;
+        if nonce.len() != 2 * NONCE_LEN || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TicketError::Malformed);
+        }
         let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
         // Constant-time comparison inside `verify_slice`.
-        self.mac(expires)
+        self.mac(expires, nonce)
             .verify_slice(&tag)
             .map_err(|_| TicketError::Forged)?;
         let now = now.timestamp();
@@ -138,10 +149,30 @@ mod tests {
                 "{bad}"
             );
         }
+        let (nonce, _) = tag.split_once('-').unwrap();
         assert_eq!(
-            key.check(Some(&format!("{expires}-00")), at(3, 0)),
+            key.check(Some(&format!("{expires}-{nonce}-00")), at(3, 0)),
             Err(TicketError::Forged)
         );
+        // Another nonce with this signature.
+        let other_nonce = "0".repeat(2 * NONCE_LEN);
+        let (_, signature) = tag.split_once('-').unwrap();
+        assert_eq!(
+            key.check(
+                Some(&format!("{expires}-{other_nonce}-{signature}")),
+                at(3, 0)
+            ),
+            Err(TicketError::Forged)
+        );
+    }
+
+    #[test]
+    fn each_ticket_is_its_own() {
+        let key = TicketKey::new([7; KEY_LEN]);
+        let (a, b) = (key.issue(at(12, 0)), key.issue(at(12, 0)));
+        assert_ne!(a, b);
+        assert_eq!(key.check(Some(&a), at(3, 0)), Ok(()));
+        assert_eq!(key.check(Some(&b), at(3, 0)), Ok(()));
     }
 
     #[test]

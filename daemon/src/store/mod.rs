@@ -20,6 +20,8 @@ use tokio::sync::watch;
 const CURRENT: &[u8] = b"current";
 /// The key of the login-ticket signing key in the `keys` tree.
 const TICKET_KEY: &[u8] = b"login_ticket_hmac";
+/// The key of the pinned Zerodha user id in the `keys` tree.
+const PINNED_USER: &[u8] = b"pinned_user_id";
 /// The key [`Store::ensure_writable`] writes and removes again.
 const PROBE: &[u8] = b"probe";
 /// How much the probe writes: twice a token record (~1 KiB), and under sled's large-value
@@ -283,6 +285,36 @@ impl Store {
         Ok(key)
     }
 
+    /// A new random ticket key in place of the old one, on disk before it is returned: every
+    /// link signed with the old key fails from now on, after a restart too.
+    pub fn rotate_ticket_key(&self) -> Result<[u8; TICKET_KEY_LEN], StoreError> {
+        let key: [u8; TICKET_KEY_LEN] = rand::random();
+        self.with_db(|db| {
+            db.keys.insert(TICKET_KEY, &key[..])?;
+            db.db.flush()?;
+            Ok(())
+        })?;
+        Ok(key)
+    }
+
+    /// The Zerodha user id kited pinned (the first it saw), if any.
+    pub fn pinned_user(&self) -> Result<Option<String>, StoreError> {
+        let bytes = self.with_db(|db| db.keys.get(PINNED_USER))?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Pins `user_id` (or with `None` unpins), on disk before it returns.
+    pub fn set_pinned_user(&self, user_id: Option<&str>) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            match user_id {
+                Some(user_id) => db.keys.insert(PINNED_USER, user_id.as_bytes())?,
+                None => db.keys.remove(PINNED_USER)?,
+            };
+            db.db.flush()?;
+            Ok(())
+        })
+    }
+
     /// Removes the token (logout) and waits until that is on disk.
     pub fn clear_token(&self) -> Result<(), StoreError> {
         self.with_db(|db| {
@@ -410,6 +442,19 @@ mod tests {
                 .unwrap(),
             first
         );
+    }
+
+    #[test]
+    fn a_rotated_ticket_key_replaces_the_old_one_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "p").unwrap();
+        let first = store.ticket_key().unwrap();
+        let rotated = store.rotate_ticket_key().unwrap();
+        assert_ne!(first, rotated);
+        assert_eq!(store.ticket_key().unwrap(), rotated);
+        drop(store);
+        let store = Store::open(dir.path(), "p").unwrap();
+        assert_eq!(store.ticket_key().unwrap(), rotated);
     }
 
     #[test]

@@ -21,6 +21,8 @@ mod readiness;
 mod remote;
 mod resilience;
 mod security;
+mod security_links;
+mod security_push;
 mod sim;
 mod systemd;
 mod web;

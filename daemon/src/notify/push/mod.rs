@@ -4,12 +4,14 @@
 
 pub mod message;
 mod ntfy;
+mod redact;
 mod telegram;
 
 use crate::config::push::PushSettings;
 use crate::session::delivery::{DeliveryHealth, Ticket};
 use crate::session::Session;
 use message::Message;
+use redact::Redaction;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -25,6 +27,11 @@ pub const RETRY_WINDOW: Duration = Duration::from_secs(60);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waits before the second and third try when the service did not say how long to wait.
 const BACKOFF: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(5)];
+/// The most of an answer kited reads: both services' answers are a few hundred bytes, and an
+/// endpoint that sends more (an endless body, a decompression bomb) must not grow kited's memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The most of an endpoint's error text shown, after cleaning.
+const MAX_DETAIL_CHARS: usize = 200;
 
 /// Why one try failed. Messages never contain a channel's token or URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +53,7 @@ pub enum SendError {
 impl SendError {
     /// A failed request, described without its URL (a Telegram URL holds the bot token) and
     /// with every secret in `redact` blotted out of the cause chain.
-    fn from_reqwest(error: reqwest::Error, redact: &[&str]) -> SendError {
+    fn from_reqwest(error: reqwest::Error, redact: &Redaction) -> SendError {
         if error.is_timeout() {
             return SendError::Timeout(ATTEMPT_TIMEOUT);
         }
@@ -58,11 +65,16 @@ impl SendError {
             text.push_str(&cause.to_string());
             source = cause.source();
         }
-        SendError::Network(blot(&text, redact))
+        SendError::Network(shown(&text, redact))
     }
 
-    fn status(status: u16, detail: &str, retry_after: Option<Duration>, redact: &[&str]) -> Self {
-        let detail: String = blot(detail, redact).chars().take(200).collect();
+    fn status(
+        status: u16,
+        detail: &str,
+        retry_after: Option<Duration>,
+        redact: &Redaction,
+    ) -> Self {
+        let detail = shown(detail, redact);
         SendError::Status {
             status,
             detail,
@@ -87,14 +99,47 @@ impl SendError {
     }
 }
 
-/// `text` with every non-empty secret replaced by `<redacted>`.
-fn blot(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_string(), |text, secret| {
-            text.replace(secret, "<redacted>")
-        })
+/// Remote text as it may be shown: control characters out first (so none can hide a
+/// credential from the redaction), every credential blotted out, then cut short.
+fn shown(text: &str, redact: &Redaction) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    redact
+        .apply(&clean)
+        .chars()
+        .take(MAX_DETAIL_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// At most [`MAX_ANSWER_BYTES`] of an answer's body, read as it streams in; the rest is never
+/// read (the connection is dropped with the response).
+async fn read_capped(
+    mut response: reqwest::Response,
+    redact: &Redaction,
+) -> Result<Vec<u8>, SendError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| SendError::from_reqwest(e, redact))?
+    {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// How long to wait before the next try: what the service asked for, or the backoff. `None`
+/// when that wait would end outside [`RETRY_WINDOW`] (whatever the service asked for, even
+/// 2^64-1 seconds: the sum saturates and is compared, never added to an `Instant`).
+fn next_wait(asked: Option<Duration>, backoff: Duration, elapsed: Duration) -> Option<Duration> {
+    let wait = asked.unwrap_or(backoff).min(RETRY_WINDOW);
+    let asked_too_much = asked.is_some_and(|asked| asked > RETRY_WINDOW);
+    (!asked_too_much && elapsed.saturating_add(wait) < RETRY_WINDOW).then_some(wait)
 }
 
 /// A `Retry-After: SECONDS` header.
@@ -155,6 +200,8 @@ fn http_client() -> reqwest::Client {
         .connect_timeout(ATTEMPT_TIMEOUT)
         .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+        // Answers are read raw: a compressed one could inflate far beyond what was read.
+        .no_gzip()
         .pool_max_idle_per_host(0)
         .build()
         .expect("reqwest client with static settings")
@@ -237,16 +284,16 @@ async fn deliver(
             );
             return;
         }
-        let wait = error
-            .retry_after()
-            .unwrap_or(BACKOFF[(attempt - 1) as usize]);
-        if started.elapsed() + wait >= RETRY_WINDOW {
+        let backoff = BACKOFF[(attempt - 1) as usize];
+        let Some(wait) = next_wait(error.retry_after(), backoff, started.elapsed()) else {
+            let asked = error.retry_after().unwrap_or(backoff);
             tracing::warn!(
-                "push: {name} failed {}: {error}; a retry in {wait:?} would be too late, giving up",
-                message.event
+                "push: {name} failed {}: {error}; a retry in {}s would be too late, giving up",
+                message.event,
+                asked.as_secs()
             );
             return;
-        }
+        };
         tracing::info!(
             "push: {name} try {attempt} for {} failed ({error}); retrying in {wait:?}",
             message.event
@@ -306,14 +353,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_blotted_out() {
+    fn secrets_and_control_characters_are_kept_out() {
+        let redact = Redaction::new(&["123:abc", ""]);
         assert_eq!(
-            blot(
-                "error for https://api/bot123:abc/sendMessage",
-                &["123:abc", ""]
-            ),
+            shown("error for https://api/bot123:abc/sendMessage", &redact),
             "error for https://api/bot<redacted>/sendMessage"
         );
+        // A control character inside the token hides it from no one.
+        assert_eq!(
+            shown("bad\u{1b}[2J token 123:a\u{0}bc\n", &redact),
+            "bad[2J token <redacted>"
+        );
+        assert_eq!(shown(&"x".repeat(500), &redact).len(), MAX_DETAIL_CHARS);
+    }
+
+    #[test]
+    fn huge_retry_after_gives_up_instead_of_overflowing() {
+        let second = Duration::from_secs(1);
+        let backoff = BACKOFF[0];
+        assert_eq!(next_wait(None, backoff, second), Some(backoff));
+        assert_eq!(
+            next_wait(Some(3 * second), backoff, second),
+            Some(3 * second)
+        );
+        assert_eq!(next_wait(Some(Duration::MAX), backoff, second), None);
+        assert_eq!(
+            next_wait(Some(Duration::from_secs(u64::MAX)), backoff, Duration::MAX),
+            None
+        );
+        assert_eq!(
+            next_wait(Some(RETRY_WINDOW + second), backoff, second),
+            None
+        );
+        assert_eq!(next_wait(Some(30 * second), backoff, 40 * second), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! headers (a "Log in" view action), `Authorization: Bearer` when a token is set.
 
 use super::message::Message;
+use super::redact::Redaction;
 use super::SendError;
 use crate::config::push::NtfySettings;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -16,6 +17,7 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), SendError> {
     let secrets: Vec<&str> = settings.token.iter().map(|t| t.expose()).collect();
+    let secrets = Redaction::new(&secrets);
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
@@ -49,7 +51,11 @@ pub async fn send(
         return Ok(());
     }
     // `{"code":40101,"http":401,"error":"unauthorized","link":"https://ntfy.sh/docs/..."}`
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let answer: Value = super::read_capped(response, &secrets)
+        .await
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
+        .unwrap_or(Value::Null);
     let detail = answer["error"]
         .as_str()
         .unwrap_or("no description")

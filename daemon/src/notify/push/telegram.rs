@@ -2,6 +2,7 @@
 //! The token is part of the URL, so no URL ever reaches a log or an error message.
 
 use super::message::Message;
+use super::redact::Redaction;
 use super::SendError;
 use crate::config::push::TelegramSettings;
 use serde_json::{json, Value};
@@ -23,19 +24,20 @@ pub async fn send(
     if let Some(link) = &message.link {
         body["reply_markup"] = json!({"inline_keyboard": [[{"text": "Log in", "url": link}]]});
     }
+    let redact = Redaction::new(&[settings.bot_token.expose()]);
     let response = client
         .post(url)
         .timeout(timeout)
         .json(&body)
         .send()
         .await
-        .map_err(|e| SendError::from_reqwest(e, &[settings.bot_token.expose()]))?;
+        .map_err(|e| SendError::from_reqwest(e, &redact))?;
     let status = response.status().as_u16();
     let retry_header = super::retry_after_header(response.headers());
-    let answer: Value = response
-        .json()
+    let answer: Value = super::read_capped(response, &redact)
         .await
-        .map_err(|e| SendError::from_reqwest(e, &[settings.bot_token.expose()]))
+        .ok()
+        .and_then(|body| serde_json::from_slice(&body).ok())
         .unwrap_or(Value::Null);
     if status == 200 && answer["ok"] == Value::Bool(true) {
         return Ok(());
@@ -55,10 +57,5 @@ pub async fn send(
         .as_str()
         .unwrap_or("no description")
         .to_string();
-    Err(SendError::status(
-        code,
-        &detail,
-        retry_after,
-        &[settings.bot_token.expose()],
-    ))
+    Err(SendError::status(code, &detail, retry_after, &redact))
 }

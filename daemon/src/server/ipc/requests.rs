@@ -22,6 +22,9 @@ pub async fn answer(session: &Session, request: Request) -> String {
         ),
         Request::PushTest(_) => line::<kite_proto::message::PushTest>(&push_test(session).await),
         Request::Doctor(_) => line::<kite_proto::message::Doctor>(&Ok(doctor(session).await)),
+        Request::RevokeLinks(_) => line::<kite_proto::message::RevokeLinks>(
+            &session.revoke_links().await.map(|()| Ack {}).map_err(wire),
+        ),
         Request::Exchange(request) => line::<Exchange>(&exchange(session, request).await),
         Request::Logout(_) => line::<kite_proto::message::Logout>(&logout(session).await),
         Request::Watch(_) => line::<Watch>(&Ok(Ack {})),
