@@ -290,6 +290,7 @@ mod tests {
             invalidated_reason: None,
             store_error: None,
             env_file_error: None,
+            sinks: vec![],
             hint: "Set KITE_API_KEY.".into(),
         }
     }

@@ -25,6 +25,8 @@ pub struct File {
     pub hooks: FileHooks,
     #[serde(default)]
     pub push: crate::config::push::FilePush,
+    #[serde(default)]
+    pub sinks: crate::config::sinks::FileSinks,
 }
 
 #[derive(Debug, Default, Deserialize)]

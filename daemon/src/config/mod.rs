@@ -1,15 +1,18 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
 pub(crate) mod check;
+pub(crate) mod credential;
 pub(crate) mod error;
 pub(crate) mod file;
 pub(crate) mod public_url;
 pub(crate) mod push;
+pub(crate) mod sinks;
 
 pub use crate::config::error::ConfigError;
 use crate::config::file::{File, FileExpiry};
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
+use crate::config::sinks::SinkSettings;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
@@ -87,6 +90,8 @@ pub struct Config {
     pub env_file: Option<PathBuf>,
     /// Phone push channels (Telegram, ntfy) and the events they carry.
     pub push: PushSettings,
+    /// Where else the token goes: Redis, for programs on other hosts and in containers.
+    pub sinks: SinkSettings,
     pub testing: Testing,
 }
 
@@ -194,6 +199,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let profile = flags.profile.clone();
+        let profile_name = profile.clone();
         let env = |key: &str| env(key).filter(|v| !v.is_empty());
         let home = env("HOME")
             .map(PathBuf::from)
@@ -328,6 +334,7 @@ impl Config {
             },
             env_file: file.hooks.env_file.clone(),
             push: PushSettings::resolve(&file.push, &env)?,
+            sinks: SinkSettings::resolve(&file.sinks, &profile_name, &env)?,
             testing: resolve_testing(&env)?,
         })
     }

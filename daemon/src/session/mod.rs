@@ -22,7 +22,7 @@ use crate::session::settings::Settings;
 use crate::session::ticket::TicketKey;
 use crate::store::{Store, StoreError};
 use crate::token::{Secret, TokenRecord};
-use kite_proto::{EventKind, TokenState, TokenStatus};
+use kite_proto::{EventKind, SinkStatus, TokenState, TokenStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -56,6 +56,8 @@ struct Inner {
     events: EventBus,
     /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
     env_file_error: Mutex<Option<String>>,
+    /// Each running sink's health, as `status` reports it.
+    sinks: Mutex<Vec<SinkStatus>>,
     now: Now,
     /// Signs and checks the login links sent to phones.
     ticket_key: TicketKey,
@@ -81,6 +83,7 @@ impl Session {
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
                 env_file_error: Mutex::new(None),
+                sinks: Mutex::new(Vec::new()),
                 now,
                 ticket_key,
             }),
@@ -116,6 +119,29 @@ impl Session {
             .env_file_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Each running sink's health.
+    pub fn sinks(&self) -> Vec<SinkStatus> {
+        self.inner
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records sink `name`'s health: `Ok` once it holds the current state, else why not;
+    /// `None` when the sink is no longer configured.
+    pub fn set_sink(&self, name: &str, health: Option<Result<(), String>>) {
+        let mut sinks = self.inner.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.retain(|s| s.name != name);
+        if let Some(health) = health {
+            sinks.push(SinkStatus {
+                name: name.to_string(),
+                ok: health.is_ok(),
+                error: health.err(),
+            });
+        }
     }
 
     pub fn ticket_key(&self) -> &TicketKey {
@@ -221,6 +247,7 @@ impl Session {
             invalidated_reason: record.as_ref().and_then(|r| r.invalidated.clone()),
             store_error: self.inner.store.failing(),
             env_file_error: self.env_file_error(),
+            sinks: self.sinks(),
             hint,
         }
     }
