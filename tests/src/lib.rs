@@ -7,6 +7,7 @@ pub mod harness;
 pub mod http_client;
 pub mod ntfy_sim;
 pub mod push_sim;
+pub mod redis_server;
 pub mod telegram_sim;
 pub mod terminal;
 pub mod user_manager;

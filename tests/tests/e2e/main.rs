@@ -14,6 +14,7 @@ mod first_hour;
 mod foundation;
 mod install;
 mod push;
+mod redis;
 mod remote;
 mod resilience;
 mod security;
