@@ -11,7 +11,7 @@
 //! - `session/`: the token's state and everything that changes it: logins, events, tickets.
 //! - `server/`: how clients reach kited: the Unix socket (`ipc/`) and HTTP (`http/`).
 //! - `schedule/`: what happens by itself, and when: warnings, expiry, checks, reminders.
-//! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push.
+//! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push, Redis.
 //! - `run/`: how the process starts and stops: lifecycle, systemd, logging.
 
 mod clock;

@@ -127,8 +127,7 @@ impl RedisServer {
             if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
                 return;
             }
-            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(Some(status)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
                 panic!("redis-server exited ({status}):\n{}", self.log());
             }
             if Instant::now() >= deadline {
@@ -220,12 +219,31 @@ fn make_certificates(dir: &Path) {
         );
     };
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        "/CN=kited test CA", "-keyout", "ca.key", "-out", "ca.crt",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kited test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
     ]);
     openssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]);
     fs::write(
         dir.join("server.ext"),
@@ -234,8 +252,21 @@ fn make_certificates(dir: &Path) {
     )
     .expect("cannot write the certificate extensions");
     openssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
     ]);
     // redis-server reads the key as itself; the files stay in the private temp dir.
     let _ = Command::new("chmod")

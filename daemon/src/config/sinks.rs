@@ -119,12 +119,16 @@ fn resolve_redis(
     let port = url.port().unwrap_or(6379);
     let db = match url.path().trim_matches('/') {
         "" => 0,
-        path => path.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
-            invalid(
-                "sinks.redis.url",
-                format!("{path:?} is not a database number (the path is /0, /1, ...)"),
-            )
-        })?,
+        path => path
+            .parse::<i64>()
+            .ok()
+            .filter(|db| *db >= 0)
+            .ok_or_else(|| {
+                invalid(
+                    "sinks.redis.url",
+                    format!("{path:?} is not a database number (the path is /0, /1, ...)"),
+                )
+            })?,
     };
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid(
@@ -146,7 +150,10 @@ fn resolve_redis(
         env,
     )?;
     let name = |key: &'static str, value: Option<&str>, default: &str| {
-        let value = value.unwrap_or(default).trim().replace("{profile}", profile);
+        let value = value
+            .unwrap_or(default)
+            .trim()
+            .replace("{profile}", profile);
         match value.is_empty() {
             true => Err(invalid(key, "is empty".into())),
             false => Ok(value),
@@ -244,7 +251,10 @@ mod tests {
         .unwrap()
         .redis
         .unwrap();
-        assert_eq!((redis.host.as_str(), redis.port, redis.db), ("10.0.0.5", 6379, 2));
+        assert_eq!(
+            (redis.host.as_str(), redis.port, redis.db),
+            ("10.0.0.5", 6379, 2)
+        );
         assert!(!redis.tls);
         assert_eq!(redis.key, "kite:prod:token");
         assert_eq!(redis.channel, "kite:prod:events");
@@ -265,7 +275,12 @@ mod tests {
         .to_string();
         assert!(err.contains("sinks.redis.url"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
-        for bad in ["http://h/0", "redis://h/x", "redis:///0", "redis://h/0?db=1"] {
+        for bad in [
+            "http://h/0",
+            "redis://h/x",
+            "redis:///0",
+            "redis://h/0?db=1",
+        ] {
             let err = resolve(&format!("[sinks.redis]\nurl = \"{bad}\"\n"), &[]);
             assert!(err.is_err(), "{bad}");
         }

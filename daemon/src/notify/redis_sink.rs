@@ -41,7 +41,10 @@ const KEY_EVENTS: &[&str] = &["token_new", "token_expired", "token_invalidated"]
 #[derive(Debug, PartialEq)]
 enum Desired {
     /// The token's JSON, until `exat` (Unix seconds on the real clock).
-    Set { value: String, exat: u64 },
+    Set {
+        value: String,
+        exat: u64,
+    },
     Delete,
 }
 

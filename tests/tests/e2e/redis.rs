@@ -125,7 +125,10 @@ fn a_login_sets_the_key_until_the_cutoff_and_a_logout_deletes_it() {
 
     assert_eq!(event["event"], "token_new", "{line}");
     assert!(event["at"].is_string(), "{line}");
-    assert!(!line.contains(&token), "the event carries the token: {line}");
+    assert!(
+        !line.contains(&token),
+        "the event carries the token: {line}"
+    );
     let value: Json = serde_json::from_str(&value).unwrap();
     let now = status(&d);
     assert_eq!(value["access_token"], token.as_str());
@@ -153,8 +156,8 @@ fn the_key_goes_at_the_cutoff() {
     let sim = sim();
     sim.set_login_time(Some("2026-11-23 09:00:00".into()));
     let redis = RedisServer::start(RedisOptions::default());
-    let fake_now = chrono::DateTime::parse_from_rfc3339(cutoff).unwrap()
-        - chrono::Duration::seconds(8);
+    let fake_now =
+        chrono::DateTime::parse_from_rfc3339(cutoff).unwrap() - chrono::Duration::seconds(8);
     let d = Daemon::builder(&sim)
         .config_toml(&config(&format!("url = \"{}\"", redis.url())))
         .env("KITED_FAKE_NOW", &fake_now.to_rfc3339())
@@ -192,13 +195,20 @@ fn redis_down_at_login_gets_the_key_when_it_comes_up_and_again_after_a_restart()
     eventually(CATCH_UP, "the key in a Redis that came up", || {
         get(&redis, KEY).is_some_and(|v| v.contains(&token))
     });
-    println!("redis sink: key written {:?} after Redis came up", up.elapsed());
+    println!(
+        "redis sink: key written {:?} after Redis came up",
+        up.elapsed()
+    );
     wait_sink_ok(&d);
 
     // Restarted empty (no persistence): kited notices the closed connection and writes again.
     redis.kill();
     redis.launch();
-    assert_eq!(get(&redis, KEY), None, "the restarted Redis should start empty");
+    assert_eq!(
+        get(&redis, KEY),
+        None,
+        "the restarted Redis should start empty"
+    );
     let back = Instant::now();
     eventually(CATCH_UP, "the key back after a restart", || {
         get(&redis, KEY).is_some_and(|v| v.contains(&token))
@@ -251,14 +261,20 @@ fn a_wrong_password_shows_in_status_and_never_anywhere_else() {
     assert!(!env.contains("KITED_REDIS_PASSWORD"), "{env}");
     let check = check_config(&d);
     let check = String::from_utf8_lossy(&check.stdout).to_string();
-    assert!(check.contains("password set (KITED_REDIS_PASSWORD)"), "{check}");
+    assert!(
+        check.contains("password set (KITED_REDIS_PASSWORD)"),
+        "{check}"
+    );
     for (what, text) in [
         ("status", json.to_string()),
         ("human status", human),
         ("log", d.log()),
         ("check-config", check),
     ] {
-        assert!(!text.contains(password), "the password is in the {what}: {text}");
+        assert!(
+            !text.contains(password),
+            "the password is in the {what}: {text}"
+        );
     }
 }
 
@@ -289,9 +305,11 @@ fn an_acl_user_that_may_only_write_the_key_and_a_bot_that_may_only_read_it() {
         Value::Simple("OK".into())
     );
     let token = login_headless(&d);
-    eventually(CATCH_UP, "the key", || {
-        matches!(bot.command(&["GET", KEY]), Value::Bulk(Some(v)) if v.contains(&token))
-    });
+    eventually(
+        CATCH_UP,
+        "the key",
+        || matches!(bot.command(&["GET", KEY]), Value::Bulk(Some(v)) if v.contains(&token)),
+    );
     assert!(
         matches!(bot.command(&["SET", KEY, "x"]), Value::Error(e) if e.starts_with("NOPERM")),
         "the bot must not write"
@@ -359,7 +377,10 @@ fn fake_server(reply: Option<&'static [u8]>) -> u16 {
 fn garbage_or_silence_from_the_server_is_a_failure_not_a_crash() {
     let sim = sim();
     for (what, reply) in [
-        ("garbage", Some(&b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff junk"[..])),
+        (
+            "garbage",
+            Some(&b"HTTP/1.1 400 Bad Request\r\n\r\n\x00\xff junk"[..]),
+        ),
         ("silence", None),
     ] {
         let port = fake_server(reply);
@@ -396,7 +417,9 @@ fn check_config_shows_the_sink_and_refuses_a_password_in_the_url() {
     assert!(row.contains("password missing"), "{row}");
 
     let secret = "s3cr3t-in-url";
-    let bad = config(&format!("url = \"redis://kited:{secret}@127.0.0.1:6379/0\""));
+    let bad = config(&format!(
+        "url = \"redis://kited:{secret}@127.0.0.1:6379/0\""
+    ));
     std::fs::write(d.config_path().unwrap(), &bad).unwrap();
     let out = check_config(&d);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -404,8 +427,14 @@ fn check_config_shows_the_sink_and_refuses_a_password_in_the_url() {
     assert!(err.contains("sinks.redis.url"), "{err}");
     assert!(!err.contains(secret), "{err}");
     let mut refused = Daemon::builder(&sim).config_toml(&bad).spawn();
-    let exit = refused.wait_exit(Duration::from_secs(10)).expect("kited should exit");
+    let exit = refused
+        .wait_exit(Duration::from_secs(10))
+        .expect("kited should exit");
     assert_eq!(exit.code(), Some(78));
     assert!(!refused.log().contains(secret), "{}", refused.log());
-    assert!(refused.log().contains("sinks.redis.url"), "{}", refused.log());
+    assert!(
+        refused.log().contains("sinks.redis.url"),
+        "{}",
+        refused.log()
+    );
 }
