@@ -159,6 +159,14 @@ pub fn render_status(s: &TokenStatus) -> String {
     if let Some(why) = &s.env_file_error {
         lines.push(("env file", format!("failing: {why}")));
     }
+    for sink in &s.sinks {
+        let health = match (&sink.ok, &sink.error) {
+            (true, _) => "ok".to_string(),
+            (false, Some(why)) => format!("failing: {why}"),
+            (false, None) => "failing".to_string(),
+        };
+        lines.push(("sink", format!("{}: {health}", sink.name)));
+    }
     lines.push(("profile", s.profile.clone()));
     if !s.hint.is_empty() {
         lines.push(("hint", s.hint.clone()));
@@ -615,6 +623,7 @@ mod tests {
             store_error: None,
             env_file_error: None,
             pinned_user_id: None,
+            sinks: vec![],
             hint: "Nothing to do.".into(),
         }
     }

@@ -14,7 +14,7 @@
 //!   `doctor` and the readiness event report.
 //! - `schedule/`: what happens by itself, and when: warnings, expiry, checks, reminders and their
 //!   repeats, the readiness check.
-//! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push.
+//! - `notify/`: who gets told: desktop, `notify.command`, the env file, phone push, the Redis sink.
 //! - `run/`: how the process starts and stops: lifecycle, systemd, logging.
 
 mod clock;

@@ -15,7 +15,7 @@ pub use error::{exit, ErrorKind, WireError};
 pub use event::{Check, Event, EventKind};
 pub use frame::{FrameError, LineBuffer, MAX_LINE};
 pub use message::{answer_line, parse_answer, Answer, Call, Request};
-pub use status::{TokenState, TokenStatus};
+pub use status::{SinkStatus, TokenState, TokenStatus};
 
 /// The crate version, reported by `ping` so a client can tell which daemon answered.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -307,6 +307,7 @@ mod tests {
             store_error: None,
             env_file_error: None,
             pinned_user_id: None,
+            sinks: vec![],
             hint: "Set KITE_API_KEY.".into(),
         }
     }

@@ -75,6 +75,18 @@ pub struct TokenStatus {
     /// kited saw (pinned until `kitectl logout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_user_id: Option<String>,
+    /// Each configured sink (`redis`) and whether its last write went through.
+    #[serde(default)]
+    pub sinks: Vec<SinkStatus>,
     /// What the person should do next, in one sentence.
     pub hint: String,
+}
+
+/// One sink's health: `ok` once the sink holds the current state, else why not (yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod ntfy_sim;
 pub mod push_sim;
 pub mod recipe;
+pub mod redis_server;
 pub mod telegram_sim;
 pub mod terminal;
 pub mod user_manager;

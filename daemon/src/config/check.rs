@@ -133,6 +133,7 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
                 )
             },
         ),
+        ("sinks.redis", describe_redis(&config)),
         ("callback URL", callback.clone()),
     ];
     for (key, value) in rows {
@@ -246,6 +247,26 @@ fn describe_static_ips(config: &Config) -> String {
 fn describe_ntfy(config: &Config) -> String {
     match &config.push.ntfy {
         Some(n) => format!("{}; access token {}", n.url, n.token_source),
+        None => "(not configured)".into(),
+    }
+}
+
+/// The `sinks.redis` row: the URL (never with a password), user, key, channel, and whether a
+/// password is set and where from.
+fn describe_redis(config: &Config) -> String {
+    match &config.sinks.redis {
+        Some(r) => format!(
+            "{}; user {}; key {}; channel {}; password {}{}",
+            crate::config::sinks::redacted_url(&r.url),
+            r.username.as_deref().unwrap_or("(default)"),
+            r.key,
+            r.channel,
+            r.password_source,
+            r.ca_file
+                .as_ref()
+                .map(|p| format!("; CA {}", p.display()))
+                .unwrap_or_default()
+        ),
         None => "(not configured)".into(),
     }
 }

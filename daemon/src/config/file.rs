@@ -27,6 +27,8 @@ pub struct File {
     pub push: crate::config::push::FilePush,
     #[serde(default)]
     pub readiness: crate::config::readiness::FileReadiness,
+    #[serde(default)]
+    pub sinks: crate::config::sinks::FileSinks,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,12 +1,14 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
 pub(crate) mod check;
+pub(crate) mod credential;
 pub(crate) mod error;
 pub(crate) mod file;
 pub(crate) mod public_listen;
 pub(crate) mod public_url;
 pub(crate) mod push;
 pub(crate) mod readiness;
+pub(crate) mod sinks;
 
 pub use crate::config::error::ConfigError;
 use crate::config::file::{File, FileExpiry};
@@ -14,6 +16,7 @@ use crate::config::public_listen::PublicListen;
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
 pub use crate::config::readiness::Readiness;
+use crate::config::sinks::SinkSettings;
 use crate::token::Secret;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
@@ -97,6 +100,8 @@ pub struct Config {
     pub push: PushSettings,
     /// The morning check, the egress IPs registered with Kite and the reminder's repeats.
     pub readiness: Readiness,
+    /// Where else the token goes: Redis, for programs on other hosts and in containers.
+    pub sinks: SinkSettings,
     pub testing: Testing,
 }
 
@@ -204,6 +209,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let profile = flags.profile.clone();
+        let profile_name = profile.clone();
         let env = |key: &str| env(key).filter(|v| !v.is_empty());
         let home = env("HOME")
             .map(PathBuf::from)
@@ -369,6 +375,7 @@ impl Config {
             env_file: file.hooks.env_file.clone(),
             push: PushSettings::resolve(&file.push, &env)?,
             readiness: Readiness::resolve(&file.readiness)?,
+            sinks: SinkSettings::resolve(&file.sinks, &profile_name, &env)?,
             testing: resolve_testing(&env)?,
         })
     }

@@ -1,10 +1,12 @@
 //! The `[push]` config tables: which events go out, and the Telegram and ntfy channels with
 //! their tokens (from a file, systemd's credentials directory, or the environment).
 
+use crate::config::credential::resolve_token;
+pub use crate::config::credential::TokenSource;
 use crate::config::error::ConfigError;
 use crate::token::Secret;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Every event a channel may carry; `order_update` only when asked for.
 const EVENT_NAMES: &[&str] = &[
@@ -59,28 +61,6 @@ pub struct NtfySettings {
     pub url: String,
     pub token: Option<Secret>,
     pub token_source: TokenSource,
-}
-
-/// Where a channel token came from (`check-config` shows this, never the token).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    Env(&'static str),
-    File(PathBuf),
-    Credential(PathBuf),
-    Missing,
-}
-
-impl std::fmt::Display for TokenSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenSource::Env(var) => write!(f, "set ({var})"),
-            TokenSource::File(path) => write!(f, "set ({})", path.display()),
-            TokenSource::Credential(path) => {
-                write!(f, "set (systemd credential {})", path.display())
-            }
-            TokenSource::Missing => f.write_str("missing"),
-        }
-    }
 }
 
 impl PushSettings {
@@ -238,45 +218,6 @@ pub fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
-}
-
-/// A channel token: the environment, else the configured file, else systemd's credential.
-/// A blank token counts as none. A configured file that cannot be read is an error.
-fn resolve_token(
-    key: &'static str,
-    file: Option<&Path>,
-    credential: &str,
-    var: &'static str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Option<Secret>, TokenSource), ConfigError> {
-    let found = if let Some(value) = env(var) {
-        Some((value, TokenSource::Env(var)))
-    } else if let Some(path) = file {
-        let text = read_secret(key, path)?;
-        Some((text, TokenSource::File(path.to_path_buf())))
-    } else if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&dir).join(credential);
-        match path.exists() {
-            true => Some((read_secret(key, &path)?, TokenSource::Credential(path))),
-            false => None,
-        }
-    } else {
-        None
-    };
-    Ok(match found {
-        Some((value, source)) if !value.trim().is_empty() => {
-            (Some(Secret::new(value.trim())), source)
-        }
-        _ => (None, TokenSource::Missing),
-    })
-}
-
-fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-        key,
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// `[push]` as written in the TOML file.

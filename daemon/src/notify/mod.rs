@@ -1,10 +1,12 @@
-//! Tells the person: desktop notifications (with a "Log in" action) and `notify.command`.
+//! Tells the person: desktop notifications (with a "Log in" action) and `notify.command`; the
+//! folder holds the other ways out (the env file, phone push, Redis).
 //!
 //! Each event is delivered on its own task, so a notification server that never answers (or a
 //! `notify.command` that hangs) holds up nothing else: not the next event, not the socket.
 
 pub(crate) mod env_file;
 pub(crate) mod push;
+pub(crate) mod redis_sink;
 
 use crate::session::Session;
 use kite_proto::{Event, EventKind};
@@ -217,6 +219,7 @@ pub async fn open_login(session: &Session) {
         .args(args)
         .arg(&url)
         .env_remove("KITE_API_SECRET")
+        .env_remove(crate::config::sinks::REDIS_PASSWORD_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -241,6 +244,7 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
         .args(args)
         .env("KITED_EVENT", event.kind.name())
         .env_remove("KITE_API_SECRET")
+        .env_remove(crate::config::sinks::REDIS_PASSWORD_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

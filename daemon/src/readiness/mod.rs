@@ -159,8 +159,20 @@ fn describe(targets: &[(String, Health)]) -> (bool, String) {
     (failing, phrases.join(", "))
 }
 
+/// The sinks report their own state (`Session::set_sink`): ok once a sink holds the current
+/// token state, failing with the reason until it does.
 fn sinks_check(session: &Session) -> Check {
-    let targets = session.sink_health().snapshot();
+    let targets: Vec<(String, Health)> = session
+        .sinks()
+        .into_iter()
+        .map(|sink| {
+            let health = match sink.error {
+                Some(error) if !sink.ok => Health::Failing(error),
+                _ => Health::Delivered,
+            };
+            (sink.name, health)
+        })
+        .collect();
     if targets.is_empty() {
         return Check::passed("sinks", "none configured");
     }

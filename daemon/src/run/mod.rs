@@ -125,6 +125,10 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     ));
     tasks.spawn(crate::store::health::run(session.clone(), shutdown.clone()));
     tasks.spawn(crate::notify::push::run(session.clone(), shutdown.clone()));
+    tasks.spawn(crate::notify::redis_sink::run(
+        session.clone(),
+        shutdown.clone(),
+    ));
     // Every listener is bound, the public one included (connections queue in their backlogs
     // until the tasks accept), so this is the moment `systemctl start` may return and clients
     // (and the proxy) may connect.

@@ -98,6 +98,7 @@ impl DeliveryHealth {
     }
 
     /// Every known target and its health, by name.
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<(String, Health)> {
         self.with(|targets| {
             targets

@@ -26,7 +26,7 @@ use crate::session::settings::Settings;
 use crate::session::ticket::TicketKey;
 use crate::store::{Store, StoreError};
 use crate::token::{Secret, TokenRecord};
-use kite_proto::{EventKind, TokenState, TokenStatus};
+use kite_proto::{EventKind, SinkStatus, TokenState, TokenStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -60,11 +60,11 @@ struct Inner {
     events: EventBus,
     /// Why `hooks.env_file` could not be rewritten, until a rewrite works.
     env_file_error: Mutex<Option<String>>,
+    /// Each running sink's health, as `status` reports it.
+    sinks: Mutex<Vec<SinkStatus>>,
     now: Now,
     /// How the latest push to each channel went (the `push` readiness check).
     push_health: DeliveryHealth,
-    /// How the latest write to each sink went (the `sinks` readiness check).
-    sink_health: DeliveryHealth,
     /// The first Zerodha user kited saw, when `kite.user_id` is not set: every later login
     /// must be this user until `kitectl logout`.
     pinned_user: Mutex<Option<String>>,
@@ -103,9 +103,9 @@ impl Session {
                 exchange_lock: tokio::sync::Mutex::new(()),
                 events,
                 env_file_error: Mutex::new(None),
+                sinks: Mutex::new(Vec::new()),
                 now,
                 push_health: DeliveryHealth::default(),
-                sink_health: DeliveryHealth::default(),
                 pinned_user: Mutex::new(pinned_user),
                 ticket_key: Mutex::new(ticket_key),
             }),
@@ -146,11 +146,6 @@ impl Session {
     /// Push channels' delivery health: push records into it, `doctor` reads it.
     pub fn push_health(&self) -> &DeliveryHealth {
         &self.inner.push_health
-    }
-
-    /// Sinks' delivery health (the Redis sink records into it), read by `doctor`.
-    pub fn sink_health(&self) -> &DeliveryHealth {
-        &self.inner.sink_health
     }
 
     /// The user every login must belong to, and where that comes from.
@@ -196,6 +191,15 @@ impl Session {
             .clone()
     }
 
+    /// Each running sink's health.
+    pub fn sinks(&self) -> Vec<SinkStatus> {
+        self.inner
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Kills every login link issued so far: a new ticket key, on disk first (so a restart
     /// cannot bring the old links back), and the logins links started are forgotten.
     pub async fn revoke_links(&self) -> Result<(), SessionError> {
@@ -211,6 +215,20 @@ impl Session {
         self.inner.login_states.forget_links();
         tracing::info!("revoked every login link issued so far");
         Ok(())
+    }
+
+    /// Records sink `name`'s health: `Ok` once it holds the current state, else why not;
+    /// `None` when the sink is no longer configured.
+    pub fn set_sink(&self, name: &str, health: Option<Result<(), String>>) {
+        let mut sinks = self.inner.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        sinks.retain(|s| s.name != name);
+        if let Some(health) = health {
+            sinks.push(SinkStatus {
+                name: name.to_string(),
+                ok: health.is_ok(),
+                error: health.err(),
+            });
+        }
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -313,6 +331,7 @@ impl Session {
             store_error: self.inner.store.failing(),
             env_file_error: self.env_file_error(),
             pinned_user_id: self.expected_user().map(|(user, _)| user),
+            sinks: self.sinks(),
             hint,
         }
     }

@@ -18,6 +18,7 @@ mod install;
 mod public_listener;
 mod push;
 mod readiness;
+mod redis;
 mod remote;
 mod resilience;
 mod security;

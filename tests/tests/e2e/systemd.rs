@@ -928,20 +928,26 @@ fn units_agree_with_kited_and_kitectl() {
         assert_eq!(one("StateDirectory"), format!("kited/{profile}"), "{name}");
         assert!(exec.ends_with(" run"), "{name}: {exec}");
         // The credential names kited reads from $CREDENTIALS_DIRECTORY: the api secret (must
-        // exist) and the push tokens (optional: a SetCredential= of the same name is the
-        // fallback systemd uses when the file is missing; a bare newline reads as no token).
+        // exist), the push tokens and the Redis password (optional: a SetCredential= of the
+        // same name is the fallback systemd uses when the file is missing; a bare newline reads
+        // as no token).
         assert_eq!(
             values(&unit, "LoadCredential"),
             vec![
                 format!("kite-api-secret:%E/kited/{profile}.api-secret"),
                 format!("telegram-bot-token:%E/kited/{profile}.telegram-bot-token"),
                 format!("ntfy-token:%E/kited/{profile}.ntfy-token"),
+                format!("redis-password:%E/kited/{profile}.redis-password"),
             ],
             "{name}"
         );
         assert_eq!(
             values(&unit, "SetCredential"),
-            vec!["telegram-bot-token:\\n", "ntfy-token:\\n"],
+            vec![
+                "telegram-bot-token:\\n",
+                "ntfy-token:\\n",
+                "redis-password:\\n"
+            ],
             "{name}"
         );
         assert_eq!(one("RestartPreventExitStatus"), "78", "{name}");

@@ -20,6 +20,10 @@ pub fn status_for(session: &Session, caller: &Caller) -> TokenStatus {
         status.user_id = None;
         status.user_name = None;
         status.api_key = None;
+        // Whether a sink works, not where it points.
+        for sink in &mut status.sinks {
+            sink.error = None;
+        }
     }
     status
 }
