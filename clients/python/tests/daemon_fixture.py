@@ -234,12 +234,17 @@ class Sim:
 class Kited:
     """A running ``kited`` with private XDG directories, talking to a :class:`Sim`."""
 
-    def __init__(self, sim: Sim) -> None:
+    def __init__(self, sim: Sim, config: Optional[str] = None) -> None:
         self.sim = sim
         self._dir = tempfile.TemporaryDirectory(prefix="kited-py-")
         self.dir = Path(self._dir.name)
         self.run_dir = _private_dir(self.dir / "run")
         _private_dir(self.dir / "config")
+        if config is not None:
+            # The default profile's config file, where kited looks for it.
+            config_file = _private_dir(self.dir / "config" / "kited") / "default.toml"
+            config_file.write_text(config)
+            config_file.chmod(0o600)
         _private_dir(self.dir / "state")
         #: The socket kited makes by default: ``$XDG_RUNTIME_DIR/kited/default.sock``.
         self.socket = str(self.run_dir / "kited" / "default.sock")
@@ -249,10 +254,11 @@ class Kited:
         self.proc: Optional[subprocess.Popen] = None
 
     @classmethod
-    def start(cls, sim: Sim) -> "Kited":
-        """Starts kited and waits until its socket answers ``ping`` and ``/healthz`` 200."""
+    def start(cls, sim: Sim, config: Optional[str] = None) -> "Kited":
+        """Starts kited (with ``config`` as its config file's text, if given) and waits until
+        its socket answers ``ping`` and ``/healthz`` 200."""
         require("kited")
-        daemon = cls(sim)
+        daemon = cls(sim, config)
         try:
             daemon._spawn_and_wait()
         except BaseException:

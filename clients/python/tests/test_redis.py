@@ -11,7 +11,7 @@ import unittest
 from datetime import datetime, timedelta, timezone
 
 import kited
-from daemon_fixture import RedisServer, Sim, eventually
+from daemon_fixture import Kited, RedisServer, Sim, eventually
 from test_socket import ROTATION_DEADLINE, clean_env
 
 try:
@@ -180,3 +180,51 @@ class RedisModeWithPassword(RedisMode):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ThroughKitedsRedisSink(unittest.TestCase):
+    """The whole path a bot in a container takes: a real kited writes Redis through its
+    ``[sinks.redis]`` sink, and the library reads and follows Redis alone (no socket)."""
+
+    def setUp(self) -> None:
+        if redis is None:
+            if os.environ.get("CI") == "true":
+                self.fail("the redis package is not installed (CI=true: this must run)")
+            self.skipTest("the redis package is not installed: pip install redis")
+        self.sim = Sim.start()
+        self.addCleanup(self.sim.stop)
+        self.server = RedisServer.start()
+        self.addCleanup(self.server.stop)
+        self.daemon = Kited.start(self.sim, config=f'[sinks.redis]\nurl = "{self.server.url}"\n')
+        self.addCleanup(self.daemon.stop)
+        clean_env(self, KITED_REDIS_URL=self.server.url)
+
+    def test_a_bot_reading_redis_follows_kiteds_logins(self) -> None:
+        self.daemon.login()
+        first = eventually("kited to write the key", lambda: _token_in(self.server.url))
+        kite = kited.kite(root=self.sim.root)
+        self.addCleanup(kite.close)
+        self.assertEqual(kite.access_token, first)
+        self.assertEqual(kite.profile()["user_id"], "AB1234")
+        self.daemon.login()
+        second = eventually("the client to take the new token",
+                            lambda: kite.access_token if kite.access_token != first else None,
+                            timeout=ROTATION_DEADLINE)
+        self.assertEqual(second, kited.get_token(socket=self.daemon.socket))
+        self.sim.kill(first)
+        self.assertEqual(kite.profile()["user_id"], "AB1234")
+        # A logout deletes the key: the bot is told to log in, never handed the dead token.
+        self.assertTrue(self.daemon.request({"op": "logout"}).get("ok"))
+        eventually("kited to delete the key", lambda: _token_in(self.server.url) is None)
+        with self.assertRaises(kited.LoginRequired):
+            kited.get_token()
+
+
+def _token_in(url: str):
+    """The access token kited's sink wrote to Redis, or None."""
+    client = redis.Redis.from_url(url)
+    try:
+        value = client.get("kite:default:token")
+    finally:
+        client.close()
+    return json.loads(value)["access_token"] if value else None
