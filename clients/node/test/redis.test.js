@@ -135,6 +135,37 @@ test('kite() in Redis mode calls Kite and follows the channel to the next token'
   await eventually(5000, 'the subscription gone after close()', async () => (await admin.command('PUBSUB', 'NUMSUB', CHANNEL))[1] === 0);
 });
 
+test('a bot in Redis mode follows a real kited through its [sinks.redis] sink', async () => {
+  // The whole path a bot in a container takes: kited writes Redis itself, the client reads
+  // and follows Redis alone (no socket).
+  const ownSim = await Sim.start();
+  const cfgDir = tempDir('kited-node-sink-');
+  dirs.add(cfgDir);
+  const config = path.join(cfgDir, 'kited.toml');
+  fs.writeFileSync(config, `[sinks.redis]\nurl = "${url}"\nkey = "${KEY}"\nchannel = "${CHANNEL}"\n`, { mode: 0o600 });
+  const writer = await Kited.start(ownSim, { env: { KITED_CONFIG: config, KITED_REDIS_PASSWORD: PASSWORD } });
+  try {
+    await writer.login();
+    const stored = async () => {
+      const value = await admin.command('GET', KEY);
+      return value ? JSON.parse(value).access_token : null;
+    };
+    const first = await eventually(5000, 'kited to write the key', stored);
+    const kc = await kited.kite({ ...opts(), root: ownSim.url });
+    assert.equal(kc.access_token, first);
+    assert.equal((await kc.getProfile()).user_id, 'AB1234');
+    await writer.login();
+    await eventually(5000, 'the client to take the new token', () => kc.access_token !== first);
+    const now = await writer.call({ op: 'get_token' });
+    assert.equal(kc.access_token, now.access_token);
+    await ownSim.kill(first);
+    assert.equal((await kc.getProfile()).user_id, 'AB1234');
+    kc.close();
+  } finally {
+    await writer.stop();
+  }
+});
+
 /** A TCP server that answers every connection with `reply` (or nothing, when null). */
 async function fakeRedis(reply) {
   const sockets = new Set();
