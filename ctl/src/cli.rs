@@ -45,13 +45,20 @@ impl Target {
     }
 
     /// The global flags to repeat in a command kitectl suggests, so the hint reaches the same
-    /// daemon: ` --socket PATH` when one was given, else ` --profile NAME` for another profile.
+    /// daemon and profile: ` --profile NAME` for another profile than the default, and
+    /// ` --socket PATH` when one was given.
     pub fn hint_flags(&self) -> String {
-        match &self.socket {
-            Some(path) => format!(" --socket {}", shell_word(&path.to_string_lossy())),
-            None if self.profile != DEFAULT_PROFILE => format!(" --profile {}", self.profile),
-            None => String::new(),
+        let mut flags = String::new();
+        if self.profile != DEFAULT_PROFILE {
+            flags.push_str(&format!(" --profile {}", self.profile));
         }
+        if let Some(path) = &self.socket {
+            flags.push_str(&format!(
+                " --socket {}",
+                shell_word(&path.to_string_lossy())
+            ));
+        }
+        flags
     }
 }
 
@@ -520,7 +527,7 @@ mod tests {
         assert_eq!(target("prod", None).hint_flags(), " --profile prod");
         assert_eq!(
             target("prod", Some("/tmp/d/kited.sock")).hint_flags(),
-            " --socket /tmp/d/kited.sock"
+            " --profile prod --socket /tmp/d/kited.sock"
         );
         assert_eq!(
             target(DEFAULT_PROFILE, Some("/tmp/my dir/it's.sock")).hint_flags(),

@@ -59,8 +59,9 @@ pub async fn check(readiness: &Readiness, timeout: Duration) -> Check {
 
 /// The echoed address, or why there is none (one sentence, without the URL).
 async fn fetch(url: &str, timeout: Duration) -> Result<IpAddr, String> {
+    // The whole check is bounded by `check`'s own timeout, which names the wait; the client's
+    // connect timeout only has to end a connect that can never succeed.
     let client = reqwest::Client::builder()
-        .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(3))
@@ -68,11 +69,16 @@ async fn fetch(url: &str, timeout: Duration) -> Result<IpAddr, String> {
         .pool_max_idle_per_host(0)
         .build()
         .map_err(|e| format!("cannot build an HTTP client ({e})"))?;
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the IP echo ({})", e.without_url()))?;
+    let mut response = client.get(url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!(
+                "the IP echo did not answer within {}",
+                humantime::format_duration(timeout)
+            )
+        } else {
+            format!("cannot reach the IP echo ({})", e.without_url())
+        }
+    })?;
     if !response.status().is_success() {
         return Err(format!(
             "the IP echo answered HTTP {}",

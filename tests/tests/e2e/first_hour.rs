@@ -32,8 +32,9 @@ fn no_token_is_said_once_with_the_profiles_login_command() {
     let out = daemon.ctl(&["--profile", "dev", "get-token"]);
     assert_eq!(out.status.code(), Some(4));
     let stderr = said_once(&out, "no valid Kite token");
+    // The hint repeats what reaches the same daemon: the profile, and the socket given.
     assert!(
-        stderr.contains("`kitectl --profile dev login --open`"),
+        stderr.contains("`kitectl --profile dev --socket ") && stderr.contains(" login --open`"),
         "{stderr}"
     );
     assert!(!stderr.contains("`kitectl login --open`"), "{stderr}");
@@ -47,7 +48,10 @@ fn not_configured_is_said_once_and_points_to_setup() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = said_once(&out, "api key");
     assert_eq!(stderr.matches("configure").count(), 0, "{stderr}");
-    assert!(stderr.contains("`kitectl --profile dev setup`"), "{stderr}");
+    assert!(
+        stderr.contains("`kitectl --profile dev --socket ") && stderr.contains(" setup`"),
+        "{stderr}"
+    );
 }
 
 #[test]
