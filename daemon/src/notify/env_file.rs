@@ -8,7 +8,7 @@
 
 use crate::session::Session;
 use crate::token::TokenRecord;
-use kite_proto::EventKind;
+use kite_proto::{EventKind, EventName};
 use rand::Rng;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -72,7 +72,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             changed = config.changed() => if changed.is_err() { return },
             // Expiry changes no record, but the file must stop offering a dead token.
             event = events.recv() => match event {
-                Ok(event) if event.kind.name() == "token_expired" => {}
+                Ok(event) if event.kind.event_name() == EventName::TokenExpired => {}
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

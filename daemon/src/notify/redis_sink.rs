@@ -11,6 +11,7 @@
 use crate::config::sinks::RedisSettings;
 use crate::session::Session;
 use crate::token::TokenRecord;
+use kite_proto::EventName;
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo, PushKind,
@@ -35,7 +36,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One command may take this long before the connection is given up as hung.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The events that change what the key holds; each is published after the key is written.
-const KEY_EVENTS: &[&str] = &["token_new", "token_expired", "token_invalidated"];
+const KEY_EVENTS: &[EventName] = &[
+    EventName::TokenNew,
+    EventName::TokenExpired,
+    EventName::TokenInvalidated,
+];
 
 /// What the key should hold right now.
 #[derive(Debug, PartialEq)]
@@ -145,7 +150,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
                 }
             }
             received = events.recv() => match received {
-                Ok(received) if KEY_EVENTS.contains(&received.kind.name()) => {
+                Ok(received) if KEY_EVENTS.contains(&received.kind.event_name()) => {
                     event = Some(received.to_line().trim_end().to_string());
                     pending = true;
                     // A login is exactly when bots wait: try now rather than at the next retry.

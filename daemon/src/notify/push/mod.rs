@@ -224,7 +224,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             },
         };
         let config = session.config();
-        if !config.push.any() || !config.push.wants(event.kind.name()) {
+        if !config.push.any() || !config.push.wants(event.kind.event_name()) {
             continue;
         }
         let message = message::compose(&event, &session);
