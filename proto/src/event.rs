@@ -68,20 +68,84 @@ impl Check {
     }
 }
 
+/// The name of each kind of event without its fields: what `push.events` lists, what
+/// `KITED_EVENT` says, and what code matches on. Spelled on the wire as `EventKind`'s tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventName {
+    TokenNew,
+    TokenExpiring,
+    TokenExpired,
+    TokenInvalidated,
+    LoginRequired,
+    OrderUpdate,
+    EnvFileFailed,
+    MarketReady,
+    MarketNotReady,
+}
+
+impl EventName {
+    /// Every name, in the order people read them.
+    pub const ALL: [EventName; 9] = [
+        EventName::LoginRequired,
+        EventName::TokenExpiring,
+        EventName::TokenExpired,
+        EventName::TokenInvalidated,
+        EventName::TokenNew,
+        EventName::MarketReady,
+        EventName::MarketNotReady,
+        EventName::OrderUpdate,
+        EventName::EnvFileFailed,
+    ];
+
+    /// The wire name: `token_new`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::TokenNew => "token_new",
+            EventName::TokenExpiring => "token_expiring",
+            EventName::TokenExpired => "token_expired",
+            EventName::TokenInvalidated => "token_invalidated",
+            EventName::LoginRequired => "login_required",
+            EventName::OrderUpdate => "order_update",
+            EventName::EnvFileFailed => "env_file_failed",
+            EventName::MarketReady => "market_ready",
+            EventName::MarketNotReady => "market_not_ready",
+        }
+    }
+
+    /// The name spelled `text`, if there is one.
+    pub fn parse(text: &str) -> Option<EventName> {
+        EventName::ALL
+            .into_iter()
+            .find(|name| name.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for EventName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl EventKind {
+    /// Which kind of event this is, without its fields.
+    pub fn event_name(&self) -> EventName {
+        match self {
+            EventKind::TokenNew { .. } => EventName::TokenNew,
+            EventKind::TokenExpiring { .. } => EventName::TokenExpiring,
+            EventKind::TokenExpired { .. } => EventName::TokenExpired,
+            EventKind::TokenInvalidated { .. } => EventName::TokenInvalidated,
+            EventKind::LoginRequired { .. } => EventName::LoginRequired,
+            EventKind::OrderUpdate { .. } => EventName::OrderUpdate,
+            EventKind::EnvFileFailed { .. } => EventName::EnvFileFailed,
+            EventKind::MarketReady { .. } => EventName::MarketReady,
+            EventKind::MarketNotReady { .. } => EventName::MarketNotReady,
+        }
+    }
+
     /// The wire name, also put in `KITED_EVENT` for `notify.command`.
     pub fn name(&self) -> &'static str {
-        match self {
-            EventKind::TokenNew { .. } => "token_new",
-            EventKind::TokenExpiring { .. } => "token_expiring",
-            EventKind::TokenExpired { .. } => "token_expired",
-            EventKind::TokenInvalidated { .. } => "token_invalidated",
-            EventKind::LoginRequired { .. } => "login_required",
-            EventKind::OrderUpdate { .. } => "order_update",
-            EventKind::EnvFileFailed { .. } => "env_file_failed",
-            EventKind::MarketReady { .. } => "market_ready",
-            EventKind::MarketNotReady { .. } => "market_not_ready",
-        }
+        self.event_name().as_str()
     }
 }
 
@@ -197,6 +261,62 @@ fn order_summary(order: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event of every kind.
+    fn one_of_each() -> Vec<EventKind> {
+        let checks = vec![Check::passed("token", "ok")];
+        vec![
+            EventKind::TokenNew {
+                user_id: "AB1234".into(),
+                user_name: "Asha".into(),
+                expires_at: "2026-11-24T06:00:00+05:30".into(),
+            },
+            EventKind::TokenExpiring {
+                minutes_left: 15,
+                expires_at: "2026-11-24T06:00:00+05:30".into(),
+            },
+            EventKind::TokenExpired {
+                expires_at: "2026-11-24T06:00:00+05:30".into(),
+            },
+            EventKind::TokenInvalidated {
+                reason: "logout".into(),
+            },
+            EventKind::LoginRequired { login_url: None },
+            EventKind::OrderUpdate {
+                order: serde_json::json!({}),
+            },
+            EventKind::EnvFileFailed {
+                path: "/x".into(),
+                reason: "denied".into(),
+            },
+            EventKind::MarketReady {
+                checks: checks.clone(),
+            },
+            EventKind::MarketNotReady { checks },
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_a_name_and_names_round_trip() {
+        let kinds = one_of_each();
+        let mut named: Vec<EventName> = kinds.iter().map(EventKind::event_name).collect();
+        for kind in &kinds {
+            // The tag on the wire is the name.
+            let wire = serde_json::to_value(kind).unwrap();
+            assert_eq!(wire["event"], kind.name(), "{kind:?}");
+        }
+        named.sort_by_key(|n| n.as_str());
+        named.dedup();
+        assert_eq!(named.len(), EventName::ALL.len(), "one name per kind");
+        for name in EventName::ALL {
+            assert!(named.contains(&name), "{name} names no kind");
+            assert_eq!(EventName::parse(name.as_str()), Some(name));
+            let wire = serde_json::to_value(name).unwrap();
+            assert_eq!(wire, name.as_str());
+            assert_eq!(serde_json::from_value::<EventName>(wire).unwrap(), name);
+        }
+        assert_eq!(EventName::parse("token_old"), None);
+    }
 
     #[test]
     fn wire_shape() {

@@ -12,7 +12,7 @@ pub mod socket_trust;
 pub mod status;
 
 pub use error::{exit, ErrorKind, WireError};
-pub use event::{Check, Event, EventKind};
+pub use event::{Check, Event, EventKind, EventName};
 pub use frame::{FrameError, LineBuffer, MAX_LINE};
 pub use message::{answer_line, parse_answer, Answer, Call, Request};
 pub use status::{SinkStatus, TokenState, TokenStatus};

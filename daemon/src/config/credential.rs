@@ -28,6 +28,16 @@ impl std::fmt::Display for TokenSource {
     }
 }
 
+impl TokenSource {
+    /// The configured file the secret was read from, if it came from one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            TokenSource::File(path) => Some(path),
+            TokenSource::Env(_) | TokenSource::Credential(_) | TokenSource::Missing => None,
+        }
+    }
+}
+
 /// A secret: the environment, else the configured file, else systemd's credential.
 /// A blank token counts as none. A configured file that cannot be read is an error.
 pub fn resolve_token(

@@ -1,12 +1,12 @@
 //! The config file's shape: exactly the frozen keys, in TOML; an unknown key is an error so a
 //! typo surfaces instead of being ignored.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The TOML file, exactly the frozen keys; unknown keys are an error so typos surface.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct File {
     pub sinks: crate::config::sinks::FileSinks,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileKite {
     pub api_key: Option<String>,
@@ -43,7 +43,7 @@ pub struct FileKite {
     pub user_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileHttp {
     pub listen: Option<String>,
@@ -56,19 +56,19 @@ pub struct FileHttp {
     pub exchange_api: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileIpc {
     pub socket: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStore {
     pub dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileExpiry {
     pub cutoff: Option<String>,
@@ -81,7 +81,7 @@ pub struct FileExpiry {
     pub verify_every: Option<Duration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileNotify {
     pub desktop: Option<bool>,
@@ -89,7 +89,7 @@ pub struct FileNotify {
     pub open_command: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileHooks {
     pub env_file: Option<PathBuf>,

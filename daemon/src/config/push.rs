@@ -5,31 +5,22 @@ use crate::config::credential::resolve_token;
 pub use crate::config::credential::TokenSource;
 use crate::config::error::ConfigError;
 use crate::token::Secret;
-use serde::Deserialize;
-use std::path::PathBuf;
+use kite_proto::event::EventName;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
-/// Every event a channel may carry; `order_update` only when asked for.
-const EVENT_NAMES: &[&str] = &[
-    "login_required",
-    "token_expiring",
-    "token_expired",
-    "token_invalidated",
-    "token_new",
-    "market_ready",
-    "market_not_ready",
-    "order_update",
-];
+/// Whether a channel may carry `name`: every event but `env_file_failed` (a local file's
+/// trouble, said on the desktop and in the log).
+fn pushable(name: EventName) -> bool {
+    name != EventName::EnvFileFailed
+}
+
 /// What a phone hears about by default: every token event and the morning's readiness, no
 /// order chatter.
-const DEFAULT_EVENTS: &[&str] = &[
-    "login_required",
-    "token_expiring",
-    "token_expired",
-    "token_invalidated",
-    "token_new",
-    "market_ready",
-    "market_not_ready",
-];
+fn default_event(name: EventName) -> bool {
+    pushable(name) && name != EventName::OrderUpdate
+}
+
 pub const DEFAULT_TELEGRAM_API_ROOT: &str = "https://api.telegram.org";
 /// The names systemd's `LoadCredential=` gives the channel tokens.
 pub const TELEGRAM_CREDENTIAL: &str = "telegram-bot-token";
@@ -40,8 +31,8 @@ pub const NTFY_TOKEN_ENV: &str = "KITED_NTFY_TOKEN";
 /// The resolved `[push]` section.
 #[derive(Debug, Clone, Default)]
 pub struct PushSettings {
-    /// Event names to send, checked against the known ones.
-    pub events: Vec<String>,
+    /// The events to send.
+    pub events: Vec<EventName>,
     pub telegram: Option<TelegramSettings>,
     pub ntfy: Option<NtfySettings>,
 }
@@ -69,8 +60,8 @@ impl PushSettings {
         self.telegram.is_some() || self.ntfy.is_some()
     }
 
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.iter().any(|e| e == event)
+    pub fn wants(&self, event: EventName) -> bool {
+        self.events.contains(&event)
     }
 
     /// Resolves the file's `[push]` tables; a channel without its token (or chat id) is an error.
@@ -79,21 +70,29 @@ impl PushSettings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<PushSettings, ConfigError> {
         let events = match &file.events {
-            Some(list) => {
-                for name in list {
-                    if !EVENT_NAMES.contains(&name.as_str()) {
-                        return Err(ConfigError::Invalid {
+            Some(list) => list
+                .iter()
+                .map(|text| {
+                    EventName::parse(text)
+                        .filter(|name| pushable(*name))
+                        .ok_or_else(|| ConfigError::Invalid {
                             key: "push.events",
                             message: format!(
-                                "{name:?} is not an event; known: {}",
-                                EVENT_NAMES.join(", ")
+                                "{text:?} is not an event; known: {}",
+                                EventName::ALL
+                                    .into_iter()
+                                    .filter(|name| pushable(*name))
+                                    .map(EventName::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
-                        });
-                    }
-                }
-                list.clone()
-            }
-            None => DEFAULT_EVENTS.iter().map(|s| s.to_string()).collect(),
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => EventName::ALL
+                .into_iter()
+                .filter(|name| default_event(*name))
+                .collect(),
         };
         let telegram = file
             .telegram
@@ -221,7 +220,7 @@ pub fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// `[push]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePush {
     events: Option<Vec<String>>,
@@ -229,7 +228,32 @@ pub struct FilePush {
     ntfy: Option<FileNtfy>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl FilePush {
+    /// The resolved settings in the file's shape, every key filled (a token file only when the
+    /// token came from one), for `check-config`.
+    pub fn view(settings: &PushSettings) -> FilePush {
+        FilePush {
+            events: Some(
+                settings
+                    .events
+                    .iter()
+                    .map(|name| name.as_str().to_string())
+                    .collect(),
+            ),
+            telegram: settings.telegram.as_ref().map(|t| FileTelegram {
+                bot_token_file: t.token_source.file().map(Path::to_path_buf),
+                chat_id: Some(ChatId::Text(t.chat_id.clone())),
+                api_root: Some(t.api_root.clone()),
+            }),
+            ntfy: settings.ntfy.as_ref().map(|n| FileNtfy {
+                url: Some(n.url.clone()),
+                token_file: n.token_source.file().map(Path::to_path_buf),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileTelegram {
     bot_token_file: Option<PathBuf>,
@@ -238,14 +262,14 @@ struct FileTelegram {
 }
 
 /// Telegram chat ids are numbers (negative for groups) or `@channelname`; TOML may hold either.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum ChatId {
     Number(i64),
     Text(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileNtfy {
     url: Option<String>,
@@ -290,7 +314,8 @@ mod tests {
     fn defaults_and_channels() {
         let settings = resolve("[push]\n", &[]).unwrap();
         assert!(!settings.any());
-        assert!(settings.wants("token_new") && !settings.wants("order_update"));
+        assert!(settings.wants(EventName::TokenNew) && !settings.wants(EventName::OrderUpdate));
+        assert!(resolve("[push]\nevents = [\"env_file_failed\"]\n", &[]).is_err());
         let settings = resolve(
             "[push.telegram]\nchat_id = 123456789\n[push.ntfy]\nurl = \"https://ntfy.sh/t/\"\n",
             &[("KITED_TELEGRAM_BOT_TOKEN", "123:abc")],

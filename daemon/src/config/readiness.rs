@@ -3,7 +3,7 @@
 
 use crate::config::error::ConfigError;
 use chrono::NaiveTime;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ pub const DEFAULT_REMINDER_EVERY: Duration = Duration::from_secs(15 * 60);
 pub const MAX_STATIC_IPS: usize = 2;
 
 /// The file's `[readiness]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileReadiness {
     pub at: Option<String>,
@@ -43,6 +43,22 @@ pub struct Readiness {
 impl Default for Readiness {
     fn default() -> Readiness {
         Readiness::resolve(&FileReadiness::default()).expect("the defaults are valid")
+    }
+}
+
+impl FileReadiness {
+    /// The resolved settings in the file's shape, every key filled, for `check-config`.
+    pub fn view(readiness: &Readiness) -> FileReadiness {
+        FileReadiness {
+            at: Some(readiness.at.format("%H:%M").to_string()),
+            static_ips: readiness
+                .static_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ip_echo_url: Some(readiness.ip_echo_url.to_string()),
+            reminder_every: Some(readiness.reminder_every),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 use crate::config::credential::{resolve_token, TokenSource};
 use crate::config::error::ConfigError;
 use crate::token::Secret;
-use serde::Deserialize;
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// The name systemd's `LoadCredential=` gives the Redis password.
 pub const REDIS_CREDENTIAL: &str = "redis-password";
@@ -207,13 +207,30 @@ fn resolve_redis(
 }
 
 /// `[sinks]` as written in the TOML file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinks {
     redis: Option<FileRedis>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl FileSinks {
+    /// The resolved settings in the file's shape, every key filled (the URL without a password,
+    /// the password file only when the password came from one), for `check-config`.
+    pub fn view(settings: &SinkSettings) -> FileSinks {
+        FileSinks {
+            redis: settings.redis.as_ref().map(|r| FileRedis {
+                url: Some(redacted_url(&r.url)),
+                username: r.username.clone(),
+                password_file: r.password_source.file().map(Path::to_path_buf),
+                key: Some(r.key.clone()),
+                channel: Some(r.channel.clone()),
+                ca_file: r.ca_file.clone(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileRedis {
     url: Option<String>,

@@ -8,7 +8,7 @@
 
 use crate::session::Session;
 use crate::token::TokenRecord;
-use kite_proto::EventKind;
+use kite_proto::{EventKind, EventName};
 use rand::Rng;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,7 +20,7 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
     let mut config = session.watch_settings();
     // Subscribed once, before the first write, so an expiry is never missed between two.
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("hooks.env_file");
     let mut last_written: Option<(PathBuf, String)> = None;
     loop {
         let settings = session.config();
@@ -71,11 +71,12 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             changed = token.changed() => if changed.is_err() { return },
             changed = config.changed() => if changed.is_err() { return },
             // Expiry changes no record, but the file must stop offering a dead token.
-            event = events.recv() => match event {
-                Ok(event) if event.kind.name() == "token_expired" => {}
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            // A lag may have hidden an expiry: rewrite then too.
+            event = events.next() => match event {
+                Some(event) if event.kind.event_name() == EventName::TokenExpired => {}
+                Some(_) if events.missed_some() => {}
+                Some(_) => continue,
+                None => return,
             },
         }
     }

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 /// How long a D-Bus notification server gets to accept a notification: a wedged bus must not
@@ -30,17 +29,12 @@ const LOGIN_ACTION: &str = "login";
 
 /// Delivers every event from the bus until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("the notifier");
     // One warning per outage of the notification service, not one per event.
     let bus_warned = Arc::new(AtomicBool::new(false));
     loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            event = events.recv() => match event {
-                Ok(event) => event,
-                Err(RecvError::Lagged(n)) => { tracing::warn!("notifier missed {n} events"); continue }
-                Err(RecvError::Closed) => return,
-            },
+        let Some(event) = events.next_until(&shutdown).await else {
+            return;
         };
         let config = session.config();
         if !config.notify.command.is_empty() {

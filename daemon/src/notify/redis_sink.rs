@@ -11,6 +11,7 @@
 use crate::config::sinks::RedisSettings;
 use crate::session::Session;
 use crate::token::TokenRecord;
+use kite_proto::EventName;
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion, PushInfo, PushKind,
@@ -18,7 +19,6 @@ use redis::{
 };
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One command may take this long before the connection is given up as hung.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The events that change what the key holds; each is published after the key is written.
-const KEY_EVENTS: &[&str] = &["token_new", "token_expired", "token_invalidated"];
+const KEY_EVENTS: &[EventName] = &[
+    EventName::TokenNew,
+    EventName::TokenExpired,
+    EventName::TokenInvalidated,
+];
 
 /// What the key should hold right now.
 #[derive(Debug, PartialEq)]
@@ -73,7 +77,7 @@ struct Link {
 pub async fn run(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
     let mut config = session.watch_settings();
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("sinks.redis");
     let mut settings = session.config().sinks.redis.clone();
     let mut link: Option<Link> = None;
     // Something to write: at start, the state kited starts in.
@@ -144,16 +148,16 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
                     backoff = FIRST_RETRY;
                 }
             }
-            received = events.recv() => match received {
-                Ok(received) if KEY_EVENTS.contains(&received.kind.name()) => {
+            received = events.next() => match received {
+                Some(received) if KEY_EVENTS.contains(&received.kind.event_name()) => {
                     event = Some(received.to_line().trim_end().to_string());
                     pending = true;
                     // A login is exactly when bots wait: try now rather than at the next retry.
                     retry_at = None;
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => pending = true,
-                Err(RecvError::Closed) => return,
+                // A lag may have hidden a key event: write the key again.
+                Some(_) => pending |= events.missed_some(),
+                None => return,
             },
             _ = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
             _ = closed(&mut link), if link.is_some() => {

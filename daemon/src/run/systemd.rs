@@ -69,17 +69,13 @@ pub fn status_line(session: &Session) -> String {
 pub async fn report_status(session: Session, shutdown: CancellationToken) {
     let mut token = session.watch_token();
     let mut config = session.watch_settings();
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("the systemd status");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = token.changed() => if changed.is_err() { return },
             changed = config.changed() => if changed.is_err() { return },
-            event = events.recv() => {
-                if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
-                }
-            }
+            event = events.next() => if event.is_none() { return },
         }
         let line = status_line(&session);
         notify(&[sd_notify::NotifyState::Status(&line)]);

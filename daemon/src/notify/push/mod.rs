@@ -14,7 +14,6 @@ use message::Message;
 use redact::Redaction;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -209,22 +208,17 @@ fn http_client() -> reqwest::Client {
 
 /// Sends every event `push.events` names to every configured channel, until `shutdown`.
 pub async fn run(session: Session, shutdown: CancellationToken) {
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("push");
     let client = http_client();
     for name in Channel::names(&session.config().push) {
         session.push_health().register(name);
     }
     loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            event = events.recv() => match event {
-                Ok(event) => event,
-                Err(RecvError::Lagged(n)) => { tracing::warn!("push missed {n} events"); continue }
-                Err(RecvError::Closed) => return,
-            },
+        let Some(event) = events.next_until(&shutdown).await else {
+            return;
         };
         let config = session.config();
-        if !config.push.any() || !config.push.wants(event.kind.name()) {
+        if !config.push.any() || !config.push.wants(event.kind.event_name()) {
             continue;
         }
         let message = message::compose(&event, &session);

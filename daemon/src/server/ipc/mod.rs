@@ -187,24 +187,17 @@ async fn stream_events(
     session: &Session,
     shutdown: &CancellationToken,
 ) {
-    let mut events = session.events().subscribe();
+    let mut events = session.events().subscribe("a watcher");
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
-            event = events.recv() => event,
+            event = events.next() => event,
             // Anything the client sends, or its hang-up, ends the watch.
             _ = connection.read_line() => return,
         };
-        match event {
-            Ok(event) => {
-                if connection.write_line(&event.to_line()).await.is_err() {
-                    return;
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!("a watcher fell {missed} events behind");
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        let Some(event) = event else { return };
+        if connection.write_line(&event.to_line()).await.is_err() {
+            return;
         }
     }
 }
