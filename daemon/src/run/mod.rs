@@ -40,11 +40,15 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(flags, config))?;
+    runtime.block_on(serve(flags, config, budget))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
+async fn serve(
+    flags: Flags,
+    config: Config,
+    budget: crate::server::fd_budget::Budget,
+) -> anyhow::Result<()> {
     // Before READY=1: a SIGTERM that follows it at once must stop kited cleanly, not kill it
     // with the default action. Signals that arrive while starting wait for the loop below.
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -99,12 +103,14 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(crate::server::ipc::serve(
         socket,
+        budget.socket,
         session.clone(),
         tasks.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(crate::server::http::serve(
         http,
+        budget.http,
         session.clone(),
         tasks.clone(),
         shutdown.clone(),
@@ -112,6 +118,7 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     if let Some(public) = public {
         tasks.spawn(crate::server::http::serve_public(
             public,
+            budget.http,
             session.clone(),
             tasks.clone(),
             shutdown.clone(),

@@ -7,7 +7,6 @@
 //! leaving nothing for an exchange or `/healthz`.
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-use std::sync::OnceLock;
 
 /// Descriptors kept back from the connection caps: sled, the listeners, Kite calls,
 /// notifications, the env file, with room to spare.
@@ -23,9 +22,8 @@ pub struct Budget {
     pub http: usize,
 }
 
-static BUDGET: OnceLock<Budget> = OnceLock::new();
-
-/// Raises the soft descriptor limit to the hard one and fixes the caps; call once at start.
+/// Raises the soft descriptor limit to the hard one and returns the caps, which the lifecycle
+/// hands to each server (a value passed in, not a global).
 pub fn init() -> Budget {
     let limit = getrlimit(Resource::Nofile);
     let raised = match limit.maximum {
@@ -46,12 +44,7 @@ pub fn init() -> Budget {
     };
     let budget = caps(raised.unwrap_or(u64::MAX));
     tracing::debug!(?budget, "connection caps");
-    *BUDGET.get_or_init(|| budget)
-}
-
-/// The caps fixed by [`init`] (or, before it, those of the current limit).
-pub fn budget() -> Budget {
-    *BUDGET.get_or_init(|| caps(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)))
+    budget
 }
 
 /// Half of what is left after the reserve for each server, at most [`MAX_PER_SERVER`].

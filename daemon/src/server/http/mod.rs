@@ -37,9 +37,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// hold connections open (slowloris).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves HTTP on `listener` until `shutdown`; each connection runs on its own task of `tasks`.
+/// Serves HTTP on `listener` until `shutdown`, at most `max_connections` at once; each
+/// connection runs on its own task of `tasks`.
 pub async fn serve(
     listener: TcpListener,
+    max_connections: usize,
     session: Session,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -52,7 +54,7 @@ pub async fn serve(
     crate::server::accept::run(
         listener,
         "HTTP",
-        crate::server::fd_budget::budget().http,
+        max_connections,
         tasks,
         stop,
         move |(stream, peer)| {
@@ -68,14 +70,15 @@ pub async fn serve(
     .await;
 }
 
-/// Serves only the public routes on `http.public_listen` until `shutdown`.
+/// Serves only the public routes on `http.public_listen` until `shutdown`, at most `max`
+/// connections at once.
 pub async fn serve_public(
     listener: PublicListener,
+    max: usize,
     session: Session,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let max = crate::server::fd_budget::budget().http;
     let stop = shutdown.clone();
     match listener {
         PublicListener::Tcp(listener) => {

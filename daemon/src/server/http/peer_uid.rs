@@ -54,6 +54,21 @@ impl Caller {
         crate::config::public_listen::is_loopback(self.peer.ip())
     }
 
+    /// Looks the peer's uid up once, on a blocking thread: `/proc/net/tcp` is a file read that
+    /// must not stall the runtime thread. The routes that need the answer call this first (only
+    /// they pay for the lookup); [`Caller::is_own_user`] then only reads it.
+    pub async fn resolve_owner(&self) {
+        if self.own_user.get().is_some() {
+            return;
+        }
+        let (local, peer) = (self.local, self.peer);
+        let me = rustix::process::geteuid().as_raw();
+        let own = tokio::task::spawn_blocking(move || peer_uid(local, peer) == Some(me))
+            .await
+            .unwrap_or(false);
+        let _ = self.own_user.set(own);
+    }
+
     /// True when the peer is a loopback connection opened by the uid kited runs as.
     pub fn is_own_user(&self) -> bool {
         *self.own_user.get_or_init(|| {

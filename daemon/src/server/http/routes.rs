@@ -167,17 +167,21 @@ async fn dispatch(session: &Session, host: HostKind, request: &HttpRequest) -> R
         (&Method::GET, "/login") => {
             crate::session::login_link::serve(session, host, &request.query)
         }
-        (&Method::GET, "/api/token/status") => json_response(
-            StatusCode::OK,
-            &serde_json::to_value(crate::server::http::trust::status_for(session, caller))
-                .expect("status serializes"),
-        ),
+        (&Method::GET, "/api/token/status") => {
+            caller.resolve_owner().await;
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(crate::server::http::trust::status_for(session, caller))
+                    .expect("status serializes"),
+            )
+        }
         (&Method::GET, "/api/token/callback-url") => json_response(
             StatusCode::OK,
             &json!({"callback_url": session.callback_url()}),
         ),
         (&Method::GET, "/api/token/refresh-info") => token_api::refresh_info(session),
         (&Method::POST, "/api/token/generate-access-token") => {
+            caller.resolve_owner().await;
             match crate::server::http::trust::exchange_refusal(session, caller) {
                 None => token_api::generate(session, request).await,
                 Some(refusal) => refusal,

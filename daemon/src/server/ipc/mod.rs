@@ -86,9 +86,11 @@ fn probe_alive(path: &Path) -> bool {
     }
 }
 
-/// Accepts connections until `shutdown`; each is served on its own task of `tasks`.
+/// Accepts connections until `shutdown`, at most `max_connections` at once; each is served on
+/// its own task of `tasks`.
 pub async fn serve(
     listener: Listener,
+    max_connections: usize,
     session: Session,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -98,7 +100,7 @@ pub async fn serve(
     crate::server::accept::run(
         listener,
         "socket",
-        crate::server::fd_budget::budget().socket,
+        max_connections,
         tasks,
         stop,
         move |stream| serve_connection(stream, session.clone(), shutdown.clone(), my_uid),
