@@ -2,6 +2,7 @@
 
 pub(crate) mod answer;
 pub(crate) mod display_text;
+pub(crate) mod http_client;
 
 use crate::token::Secret;
 use kite_proto::checksum::{refresh_checksum, session_checksum};
@@ -122,16 +123,12 @@ pub struct KiteClient {
 
 impl KiteClient {
     pub fn new(root: &str, api_key: &str, api_secret: Secret, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            // kited calls Kite a few times a day. A pooled idle connection would only wake the
-            // idle daemon 90 s after each call to close it; close it at once instead.
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("reqwest client with static settings");
+        let http = http_client::build(http_client::Outbound {
+            connect_timeout: timeout,
+            timeout: Some(timeout),
+            redirects: 0,
+        })
+        .expect("reqwest client with static settings");
         KiteClient {
             http,
             root: root.trim_end_matches('/').to_string(),

@@ -61,14 +61,12 @@ pub async fn check(readiness: &Readiness, timeout: Duration) -> Check {
 async fn fetch(url: &str, timeout: Duration) -> Result<IpAddr, String> {
     // The whole check is bounded by `check`'s own timeout, which names the wait; the client's
     // connect timeout only has to end a connect that can never succeed.
-    let client = reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        // One call a day: no idle connection left to wake the daemon later.
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client ({e})"))?;
+    let client = crate::kite::http_client::build(crate::kite::http_client::Outbound {
+        connect_timeout: timeout,
+        timeout: None,
+        redirects: 3,
+    })
+    .map_err(|e| format!("cannot build an HTTP client ({e})"))?;
     let mut response = client.get(url).send().await.map_err(|e| {
         if e.is_timeout() {
             format!(

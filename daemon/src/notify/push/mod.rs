@@ -195,15 +195,12 @@ impl Channel {
 /// The HTTP client for every channel. No pooled idle connection: one would wake the idle
 /// daemon later only to be closed.
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(ATTEMPT_TIMEOUT)
-        .user_agent(concat!("kited/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        // Answers are read raw: a compressed one could inflate far beyond what was read.
-        .no_gzip()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("reqwest client with static settings")
+    crate::kite::http_client::build(crate::kite::http_client::Outbound {
+        connect_timeout: ATTEMPT_TIMEOUT,
+        timeout: None,
+        redirects: 0,
+    })
+    .expect("reqwest client with static settings")
 }
 
 /// Sends every event `push.events` names to every configured channel, until `shutdown`.
