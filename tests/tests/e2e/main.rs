@@ -8,22 +8,28 @@
 
 mod helper;
 
+mod config;
 mod demo;
 mod doctor;
 mod events;
+mod exchange;
 mod exec;
 mod first_hour;
-mod foundation;
+mod get_token;
 mod install;
+mod login;
 mod public_listener;
 mod push;
 mod readiness;
 mod redis;
 mod remote;
 mod resilience;
+mod restart;
 mod security;
 mod security_links;
 mod security_push;
+mod security_secrets;
 mod sim;
+mod socket;
 mod systemd;
 mod web;

@@ -2,7 +2,10 @@
 //! questions (`get_token`, `status`) most tests ask, and waits on child processes. Each test
 //! module keeps only what is its own.
 
+pub mod ctl;
+pub mod files;
 pub mod ip_echo;
+pub mod kite_login;
 pub mod phone;
 mod process;
 mod web;
