@@ -1,7 +1,7 @@
 //! The IPC socket: garbage and hang-ups, private files whatever the umask, stale and contested sockets, peers of another uid.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

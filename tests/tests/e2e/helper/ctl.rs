@@ -1,6 +1,5 @@
 //! Running `kitectl` against a test daemon: asserting success or a failure's exit code and one-line error, and the typed answers of `get-token`, `status --json`, `login` and `exchange`.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

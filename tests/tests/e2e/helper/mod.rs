@@ -3,11 +3,17 @@
 //! module keeps only what is its own.
 
 pub mod ctl;
+pub mod events;
 pub mod files;
+pub mod http;
 pub mod ip_echo;
 pub mod kite_login;
 pub mod phone;
 mod process;
+pub mod setup;
+pub mod socket;
+pub mod systemd;
+pub mod uid;
 mod web;
 
 use std::collections::BTreeSet;
