@@ -1,10 +1,21 @@
 //! Fixtures the end-to-end tests share: a simulator, the ways to log in, and the typed IPC
 //! questions (`get_token`, `status`) most tests ask, and waits on child processes. Each test
-//! module keeps only what is its own.
+//! module keeps only what is its own. The submodules are named by what they drive: `ctl`
+//! (kitectl), `socket` (kited's socket by hand), `http` (kited's HTTP API), `uid` (a second
+//! local user), `events`, `systemd`, `setup`, `kite_login` (the simulator's login page).
 
+pub mod ctl;
+pub mod events;
+pub mod files;
+pub mod http;
 pub mod ip_echo;
+pub mod kite_login;
 pub mod phone;
 mod process;
+pub mod setup;
+pub mod socket;
+pub mod systemd;
+pub mod uid;
 mod web;
 
 use std::collections::BTreeSet;
