@@ -44,6 +44,9 @@ function loadKiteConnect() {
  * tokens (reconnecting after a restart) and re-reads the token when Kite says the session
  * expired. A failed call is never retried. `client.close()` stops following.
  */
+/** How long kite() waits for its follower's first subscription before returning anyway. */
+const FOLLOW_START_MS = 5000;
+
 async function kite(opts = {}) {
   const source = {};
   const params = {};
@@ -88,7 +91,18 @@ async function kite(opts = {}) {
     configurable: true,
     writable: true,
   });
-  follower.start();
+  // Wait (at most FOLLOW_START_MS) for the first subscription, so a login right after kite()
+  // returns cannot be missed. Every follower handle is unref'd; this one timer keeps the
+  // program alive while it waits.
+  let settle;
+  const bound = new Promise((resolve) => {
+    settle = setTimeout(resolve, FOLLOW_START_MS);
+  });
+  try {
+    await Promise.race([follower.start(), bound]);
+  } finally {
+    clearTimeout(settle);
+  }
   return kc;
 }
 

@@ -31,9 +31,13 @@ class Follower {
     this.connects = 0;
   }
 
+  /**
+   * Starts following. Resolves once the first subscription is made and the token re-read after
+   * it (or once that first try failed and a retry is scheduled), so a login right after cannot
+   * be missed and no later read races one the caller makes.
+   */
   start() {
-    this.connect();
-    return this;
+    return this.connect();
   }
 
   stop() {
@@ -56,7 +60,7 @@ class Follower {
     if (this.stopped) return;
     this.connects += 1;
     this.backoff = FIRST_BACKOFF_MS;
-    this.refresh();
+    await this.refresh();
   }
 
   /** Opens `watch` and resolves once kited confirms the subscription. */

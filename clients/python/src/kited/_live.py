@@ -13,6 +13,9 @@ from ._sources import Source
 #: How long :meth:`LiveKiteConnect.close` waits for the follower thread by default: long enough
 #: for a Redis follower to look up from its wait.
 CLOSE_TIMEOUT_SECS = 5.0
+#: How long :func:`kited.kite` waits for the follower's first subscription, so that a login
+#: right after it returns cannot be missed; past it the client works and follows when it can.
+FOLLOW_START_SECS = 5.0
 
 
 class LiveKiteConnect(KiteConnect):
@@ -49,6 +52,7 @@ class LiveKiteConnect(KiteConnect):
             daemon=True,
         )
         self._kited_thread.start()
+        source.followed_once.wait(FOLLOW_START_SECS)
 
     def set_session_expiry_hook(self, method: Callable[[], Any]) -> None:
         """Adds the program's own hook for Kite's token errors; it runs after the library has

@@ -52,6 +52,15 @@ class Source:
     def interrupt(self) -> None:
         """Wakes :meth:`follow` so it sees ``stop`` promptly."""
 
+    @property
+    def followed_once(self) -> threading.Event:
+        """Set once :meth:`follow` has subscribed and re-read the token (or its first try
+        failed and a retry is due): from then on no login can be missed."""
+        event = self.__dict__.get("_followed_once")
+        if event is None:
+            event = self.__dict__.setdefault("_followed_once", threading.Event())
+        return event
+
     def _refresh(self, apply: Apply) -> None:
         """Reads the session and hands it over; no valid token (or a failed read) is not an error
         for a follower: the next event or reconnection tries again."""
@@ -107,6 +116,7 @@ class DaemonSource(Source):
                 conn.set_timeout(None)
                 backoff = RECONNECT_FIRST_SECS
                 self._refresh(apply)
+                self.followed_once.set()
                 for event in conn.events():
                     if event.get("event") == "token_new":
                         self._refresh(apply)
@@ -118,6 +128,7 @@ class DaemonSource(Source):
             except Exception:  # a follower must outlive any surprise
                 log.exception("kited: the token follower failed; reconnecting")
             finally:
+                self.followed_once.set()
                 with self._lock:
                     self._watching = None
                 if conn is not None:
@@ -255,6 +266,7 @@ class RedisSource(Source):
                         # Every (re)subscription: compare tokens, in case one was missed.
                         backoff = RECONNECT_FIRST_SECS
                         self._refresh(apply)
+                        self.followed_once.set()
                     elif _event_name(message) == "token_new":
                         self._refresh(apply)
             except (self._redis.exceptions.RedisError, OSError) as e:
@@ -263,6 +275,7 @@ class RedisSource(Source):
             except Exception:  # a follower must outlive any surprise
                 log.exception("kited: the Redis token follower failed; reconnecting")
             finally:
+                self.followed_once.set()
                 try:
                     pubsub.close()
                 except Exception:
