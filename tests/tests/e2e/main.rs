@@ -23,6 +23,7 @@ mod remote;
 mod resilience;
 mod security;
 mod security_links;
+mod security_local;
 mod security_push;
 mod sim;
 mod systemd;

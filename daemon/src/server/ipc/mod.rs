@@ -24,6 +24,10 @@ use tokio_util::task::TaskTracker;
 const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to probe an existing socket file before calling it stale.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Once the daemon stops, how long a write to a client may still take. An answer already
+/// computed usually goes out in microseconds; a client that does not read its socket (a stuck
+/// `watch`, say) must not hold up the stop, so after this its write is abandoned.
+const STOP_WRITE_GRACE: Duration = Duration::from_millis(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
@@ -121,9 +125,12 @@ async fn serve_connection(
         // than a broken pipe; nothing it sent is parsed.
         let _ = tokio::time::timeout(REFUSAL_READ_TIMEOUT, connection.read_line()).await;
         let refusal = WireError::new(ErrorKind::BadRequest, "kited serves only its own user");
-        let _ = connection
-            .write_line(&answer_line::<Ack>(&Err(refusal)))
-            .await;
+        let _ = write_until_stop(
+            &mut connection,
+            &answer_line::<Ack>(&Err(refusal)),
+            &shutdown,
+        )
+        .await;
         return;
     }
     loop {
@@ -139,8 +146,7 @@ async fn serve_connection(
         let request = match request {
             Ok(request) => request,
             Err(error) => {
-                if connection
-                    .write_line(&answer_line::<Ack>(&Err(error)))
+                if write_until_stop(&mut connection, &answer_line::<Ack>(&Err(error)), &shutdown)
                     .await
                     .is_err()
                 {
@@ -163,7 +169,10 @@ async fn serve_connection(
                 crate::server::ipc::requests::answer(&session, GetToken { wait_secs: None }.into()).await
             }
         };
-        if connection.write_line(&answer).await.is_err() {
+        if write_until_stop(&mut connection, &answer, &shutdown)
+            .await
+            .is_err()
+        {
             return;
         }
         match request {
@@ -197,7 +206,10 @@ async fn stream_events(
         };
         match event {
             Ok(event) => {
-                if connection.write_line(&event.to_line()).await.is_err() {
+                if write_until_stop(connection, &event.to_line(), shutdown)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -206,6 +218,25 @@ async fn stream_events(
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// Writes `line`, unless the daemon stops and the client still has not taken it
+/// [`STOP_WRITE_GRACE`] later: a stop waits for no client that does not read.
+async fn write_until_stop(
+    connection: &mut Connection<Stream>,
+    line: &str,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    tokio::select! {
+        written = connection.write_line(line) => written,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(STOP_WRITE_GRACE).await;
+        } => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the daemon stopped before the client read its answer",
+        )),
     }
 }
 
