@@ -4,8 +4,8 @@
 //!
 //! Every wait is a poll with a deadline; every process started here is owned by a guard.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -115,4 +115,66 @@ fn a_stop_waits_for_no_watcher_that_does_not_read() {
         "the socket file outlived the daemon"
     );
     drop(watchers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two daemons, one socket
+// ---------------------------------------------------------------------------------------------
+
+/// Rounds of the race. Before the lock, about one run of fifteen rounds in two left two
+/// daemons running; forty rounds (a few seconds) make a missed lock very likely to show.
+const RACE_ROUNDS: usize = 40;
+/// How long a kited may take to start, or to give up.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Whether a daemon answers `ping` on `socket`.
+fn answers_ping(socket: &Path) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    if stream.write_all(b"{\"op\":\"ping\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(stream).read_line(&mut line);
+    serde_json::from_str::<Value>(&line).is_ok_and(|v| v["ok"] == true)
+}
+
+#[test]
+fn two_kiteds_started_at_once_on_a_stale_socket_leave_exactly_one() {
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kited.sock");
+    for round in 0..RACE_ROUNDS {
+        // What a crashed kited leaves: a socket file nobody listens on.
+        drop(UnixListener::bind(&socket).unwrap());
+        let builder = Daemon::builder(&sim).socket(&socket);
+        let mut pair = [builder.clone().spawn(), builder.spawn()];
+        eventually(START_DEADLINE, "one of the two kiteds to give up", || {
+            pair.iter_mut().any(|d| !d.is_running())
+        });
+        let [mut a, mut b] = pair;
+        let (mut loser, mut winner) = if a.is_running() { (b, a) } else { (a, b) };
+        let lost = loser
+            .wait_exit(Duration::ZERO)
+            .expect("the loser was reaped");
+        assert!(!lost.success(), "round {round}: {lost}\n{}", loser.log());
+        assert!(
+            loser.log().contains("already listening"),
+            "round {round}: the loser does not say why:\n{}",
+            loser.log()
+        );
+        eventually(START_DEADLINE, "the winner to answer ping", || {
+            answers_ping(&socket)
+        });
+        assert!(winner.is_running(), "round {round}:\n{}", winner.log());
+        assert!(winner.terminate().success(), "{}", winner.log());
+        assert!(
+            !socket.exists(),
+            "round {round}: the winner left its socket"
+        );
+    }
 }

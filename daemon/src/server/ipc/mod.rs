@@ -7,6 +7,7 @@ pub(crate) mod requests;
 pub(crate) mod socket_file;
 
 use crate::server::ipc::connection::Connection;
+use crate::server::ipc::socket_file::SocketFile;
 use crate::session::Session;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
@@ -37,6 +38,8 @@ pub enum IpcError {
     NotASocket(PathBuf),
     #[error(transparent)]
     Dir(#[from] crate::server::ipc::socket_file::SocketDirError),
+    #[error(transparent)]
+    Lock(crate::server::ipc::socket_file::NameLockError),
     #[error("cannot create the socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -45,8 +48,10 @@ pub enum IpcError {
 }
 
 /// Binds the socket at `path`: 0600 in a private directory, replacing a stale file but never a
-/// live daemon's socket. The caller removes the file at the end ([`crate::server::ipc::socket_file::SocketFile`]).
-pub fn bind(path: &Path) -> Result<Listener, IpcError> {
+/// live daemon's socket. The probe and the bind happen under the name's lock, so of two kiteds
+/// started at once exactly one binds. The returned [`SocketFile`] removes the file and releases
+/// the lock when dropped, which the caller does once it stopped serving.
+pub fn bind(path: &Path) -> Result<(Listener, SocketFile), IpcError> {
     let bind_err = |source| IpcError::Bind {
         path: path.to_path_buf(),
         source,
@@ -54,6 +59,12 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::server::ipc::socket_file::prepare_dir(parent)?;
     }
+    let lock = crate::server::ipc::socket_file::lock_name(path).map_err(|e| match e {
+        crate::server::ipc::socket_file::NameLockError::Held(_) => {
+            IpcError::InUse(path.to_path_buf())
+        }
+        other => IpcError::Lock(other),
+    })?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(IpcError::NotASocket(path.to_path_buf()))
@@ -75,7 +86,7 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
         .create_tokio()
         .map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    Ok(listener)
+    Ok((listener, SocketFile::claim(path).holding(lock)))
 }
 
 /// Whether a daemon answers on `path`. A connect is enough; one that stays queued for
