@@ -7,10 +7,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kite_proto::checksum::postback_checksum;
-use kite_tests::harness::eventually;
+use kite_tests::harness::{bin, eventually};
 use kite_tests::Daemon;
 use serde_json::Value;
 
@@ -176,5 +177,62 @@ fn two_kiteds_started_at_once_on_a_stale_socket_leave_exactly_one() {
             !socket.exists(),
             "round {round}: the winner left its socket"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--socket` given as a symlink
+// ---------------------------------------------------------------------------------------------
+
+/// `kitectl --socket SOCKET ARGS...` with private XDG dirs under `home`.
+fn kitectl_at(home: &Path, socket: &Path, args: &[&str]) -> Output {
+    Command::new(bin("kitectl"))
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run kitectl")
+}
+
+#[test]
+fn kitectl_follows_its_own_link_to_the_socket_but_never_a_linked_dir() {
+    let sim = sim();
+    let daemon = Daemon::start(&sim);
+    let home = tempfile::tempdir().unwrap();
+    let link = home.path().join("kited.sock");
+    std::os::unix::fs::symlink(daemon.socket_path(), &link).unwrap();
+    let out = kitectl_at(home.path(), &link, &["ping"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "kitectl refused the user's own link to the socket: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A link in place of the socket's directory is refused, even one to the right directory.
+    let dir_link = home.path().join("linked-run");
+    let real_dir = daemon.socket_path().parent().unwrap();
+    std::os::unix::fs::symlink(real_dir, &dir_link).unwrap();
+    let through_dir = dir_link.join(daemon.socket_path().file_name().unwrap());
+    let out = kitectl_at(home.path(), &through_dir, &["ping"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kitectl went through a linked dir");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+
+    // A link someone else owns is refused (as root this test can make one).
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let out = kitectl_at(home.path(), &link, &["ping"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "kitectl followed another user's link"
+        );
+        assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
     }
 }
