@@ -15,7 +15,7 @@ use kite_tests::harness::{bin, eventually};
 use kite_tests::Daemon;
 use serde_json::Value;
 
-use crate::helper::sim;
+use crate::helper::{login_headless, sim};
 
 // ---------------------------------------------------------------------------------------------
 // A stop waits for no client
@@ -234,5 +234,41 @@ fn kitectl_follows_its_own_link_to_the_socket_but_never_a_linked_dir() {
             "kitectl followed another user's link"
         );
         assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets in children's environments
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn no_channel_token_reaches_a_notify_command() {
+    let sim = sim();
+    let files = tempfile::tempdir().unwrap();
+    let env_dump = files.path().join("env");
+    let secrets = [
+        ("KITED_TELEGRAM_BOT_TOKEN", "4242:telegram-secret"),
+        ("KITED_NTFY_TOKEN", "tk_ntfy-secret"),
+        ("KITED_REDIS_PASSWORD", "redis-secret"),
+    ];
+    let mut builder = Daemon::builder(&sim).config_toml(&format!(
+        "[notify]\ndesktop = false\ncommand = [\"sh\", \"-c\", \"env > {0}.tmp && mv {0}.tmp {0}\"]\n",
+        env_dump.display()
+    ));
+    for (name, value) in secrets {
+        builder = builder.env(name, value);
+    }
+    let daemon = builder.start();
+    login_headless(&daemon);
+    eventually(Duration::from_secs(15), "notify.command to run", || {
+        env_dump.exists()
+    });
+    let env = std::fs::read_to_string(&env_dump).unwrap();
+    assert!(env.contains("KITED_EVENT="), "{env}");
+    for (name, value) in secrets {
+        assert!(
+            !env.contains(name) && !env.contains(value),
+            "{name} reached notify.command:\n{env}"
+        );
     }
 }
