@@ -157,7 +157,7 @@ fn two_kiteds_started_at_once_on_a_stale_socket_leave_exactly_one() {
         eventually(START_DEADLINE, "one of the two kiteds to give up", || {
             pair.iter_mut().any(|d| !d.is_running())
         });
-        let [mut a, mut b] = pair;
+        let [mut a, b] = pair;
         let (mut loser, mut winner) = if a.is_running() { (b, a) } else { (a, b) };
         let lost = loser
             .wait_exit(Duration::ZERO)
