@@ -52,7 +52,8 @@ async fn serve(flags: Flags, config: Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let store = Store::open(&config.state_dir, &config.profile)?;
     let now = clock_for(&config);
-    let (socket, socket_file) = crate::server::ipc::bind(&config.socket)?;
+    let socket = crate::server::ipc::bind(&config.socket)?;
+    let socket_file = crate::server::ipc::socket_file::SocketFile::claim(&config.socket);
     let http = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| listen_error(config.listen, e))?;

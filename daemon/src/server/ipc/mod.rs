@@ -7,7 +7,6 @@ pub(crate) mod requests;
 pub(crate) mod socket_file;
 
 use crate::server::ipc::connection::Connection;
-use crate::server::ipc::socket_file::SocketFile;
 use crate::session::Session;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
@@ -49,9 +48,9 @@ pub enum IpcError {
 
 /// Binds the socket at `path`: 0600 in a private directory, replacing a stale file but never a
 /// live daemon's socket. The probe and the bind happen under the name's lock, so of two kiteds
-/// started at once exactly one binds. The returned [`SocketFile`] removes the file and releases
-/// the lock when dropped, which the caller does once it stopped serving.
-pub fn bind(path: &Path) -> Result<(Listener, SocketFile), IpcError> {
+/// started at once exactly one binds (the other's probe finds it listening). The caller removes
+/// the file at the end ([`crate::server::ipc::socket_file::SocketFile`]).
+pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     let bind_err = |source| IpcError::Bind {
         path: path.to_path_buf(),
         source,
@@ -86,7 +85,9 @@ pub fn bind(path: &Path) -> Result<(Listener, SocketFile), IpcError> {
         .create_tokio()
         .map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    Ok((listener, SocketFile::claim(path).holding(lock)))
+    // Listening now: a kited that takes the lock next finds this one alive.
+    drop(lock);
+    Ok(listener)
 }
 
 /// Whether a daemon answers on `path`. A connect is enough; one that stays queued for

@@ -52,11 +52,12 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SocketDirError> {
 }
 
 /// An exclusive `flock` on `<socket>.lock`, held from before the stale-socket probe until the
-/// process ends. Two kiteds started at once on the same stale socket would otherwise both see
-/// it stale, and the second to bind would unlink the first one's fresh socket and leave two
-/// daemons running. The lock file itself stays: deleting it would let a third kited lock a new
-/// inode while the second still holds the old one. The kernel drops the lock when the process
-/// dies, so a crash never leaves it held.
+/// socket is bound and listening. Two kiteds started at once on the same stale socket would
+/// otherwise both see it stale, and the second to bind would unlink the first one's fresh
+/// socket and leave two daemons running. Under the lock the second one's probe finds the
+/// first one listening. The lock file itself stays: deleting it would let a third kited lock a
+/// new inode while the second still holds the old one. The kernel drops the lock if the
+/// process dies while holding it.
 pub struct NameLock {
     _file: std::fs::File,
 }
@@ -102,13 +103,10 @@ pub fn lock_name(path: &Path) -> Result<NameLock, NameLockError> {
 }
 
 /// The socket file kited bound. Dropping it removes the file, but only while the path still
-/// names the same inode: a socket another kited bound there since is left alone; then it
-/// releases the name's lock, if it holds one.
+/// names the same inode: a socket another kited bound there since is left alone.
 pub struct SocketFile {
     path: PathBuf,
     identity: Option<Identity>,
-    /// Dropped after the file is removed (fields drop after [`Drop::drop`] ran).
-    _lock: Option<NameLock>,
 }
 
 /// Device, inode and change time: an inode number alone may be reused once a file is gone.
@@ -120,14 +118,7 @@ impl SocketFile {
         SocketFile {
             path: path.to_path_buf(),
             identity: identity(path),
-            _lock: None,
         }
-    }
-
-    /// Keeps `lock` until this file is removed.
-    pub fn holding(mut self, lock: NameLock) -> SocketFile {
-        self._lock = Some(lock);
-        self
     }
 }
 
