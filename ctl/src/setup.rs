@@ -31,8 +31,12 @@ struct ProfileFiles {
 
 impl ProfileFiles {
     fn for_profile(profile: &str) -> Result<ProfileFiles, Failure> {
-        let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
+        // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says (kited ignores it too).
+        let config_home = match std::env::var("XDG_CONFIG_HOME")
+            .ok()
+            .and_then(|v| kite_proto::socket_path::xdg_base_dir(&v))
+        {
+            Some(dir) => dir,
             None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
                 Some(home) => PathBuf::from(home).join(".config"),
                 None => {

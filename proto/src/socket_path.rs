@@ -30,12 +30,19 @@ pub fn runtime_dir() -> PathBuf {
     runtime_dir_in(std::env::var("XDG_RUNTIME_DIR").ok().as_deref())
 }
 
-/// [`runtime_dir`] for a given `XDG_RUNTIME_DIR` value (`None` or empty: unset).
+/// [`runtime_dir`] for a given `XDG_RUNTIME_DIR` value (`None`, empty or relative: unset).
 pub fn runtime_dir_in(xdg_runtime_dir: Option<&str>) -> PathBuf {
-    match xdg_runtime_dir {
-        Some(dir) if !dir.is_empty() => Path::new(dir).join("kited"),
-        _ => PathBuf::from(format!("/tmp/kited-{}", rustix::process::getuid().as_raw())),
+    match xdg_runtime_dir.and_then(xdg_base_dir) {
+        Some(dir) => dir.join("kited"),
+        None => PathBuf::from(format!("/tmp/kited-{}", rustix::process::getuid().as_raw())),
     }
+}
+
+/// An `XDG_*_HOME` or `XDG_RUNTIME_DIR` value as the XDG base directory spec reads it: an
+/// absolute path, or (empty or relative, which the spec says to ignore) none at all. A relative
+/// one would put the socket, config or state wherever the process happens to start.
+pub fn xdg_base_dir(value: &str) -> Option<PathBuf> {
+    Some(PathBuf::from(value)).filter(|p| p.is_absolute())
 }
 
 /// The socket path for `profile`, honouring an explicit path and `KITED_SOCKET`.
@@ -80,6 +87,19 @@ pub fn connect_bounded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_or_empty_xdg_values_are_ignored() {
+        let fallback = runtime_dir_in(None);
+        assert!(fallback.starts_with("/tmp"), "{}", fallback.display());
+        assert_eq!(runtime_dir_in(Some("")), fallback);
+        assert_eq!(runtime_dir_in(Some("run/user")), fallback);
+        assert_eq!(runtime_dir_in(Some("./x")), fallback);
+        assert_eq!(
+            runtime_dir_in(Some("/run/user/7")),
+            PathBuf::from("/run/user/7/kited")
+        );
+    }
 
     #[test]
     fn explicit_path_wins() {

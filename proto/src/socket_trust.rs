@@ -135,14 +135,51 @@ pub fn check_socket_file(path: &Path) -> Result<bool, Distrust> {
     Ok(true)
 }
 
+/// How many symbolic links in a row a socket path may go through: a link to a link is plenty,
+/// and a bound ends a loop.
+const MAX_LINK_HOPS: usize = 8;
+
 /// Checks the socket's directory and then the file, as a client does before connecting.
+///
+/// The last component may be a symbolic link (`--socket ~/kited.sock` pointing at the runtime
+/// socket) when the link itself is trusted: owned by this user or root, in a directory that
+/// passes [`check_dir`]. Its target is then checked the same way, directory and file. A link in
+/// place of a directory is still refused, as is a link someone else owns.
 pub fn check_socket_path(path: &Path) -> Result<(), Distrust> {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !check_dir(dir)? {
-            return Ok(());
+    let mut path = path.to_path_buf();
+    for _ in 0..=MAX_LINK_HOPS {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            if !check_dir(dir)? {
+                return Ok(());
+            }
+        }
+        match own_link_target(&path)? {
+            Some(target) => path = dir.map_or(target.clone(), |dir| dir.join(target)),
+            None => return check_socket_file(&path).map(|_| ()),
         }
     }
-    check_socket_file(path).map(|_| ())
+    Err(distrust(
+        &path,
+        Problem::Unknown(format!("more than {MAX_LINK_HOPS} symbolic links in a row")),
+    ))
+}
+
+/// The target of `path` when it is a symbolic link this user or root owns (as written in the
+/// link, perhaps relative to its directory); `None` when `path` is no link.
+fn own_link_target(path: &Path) -> Result<Option<PathBuf>, Distrust> {
+    let Some(stat) = lstat(path)? else {
+        return Ok(None);
+    };
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Symlink {
+        return Ok(None);
+    }
+    if !trusted_uid(stat.st_uid) {
+        return Err(distrust(path, Problem::OwnedBy(stat.st_uid)));
+    }
+    std::fs::read_link(path)
+        .map(Some)
+        .map_err(|e| distrust(path, Problem::Unknown(e.to_string())))
 }
 
 /// Checks, on a connected socket, that the daemon at `path` runs as this user or root.
@@ -194,6 +231,46 @@ mod tests {
         assert_eq!(
             check_socket_file(&file).unwrap_err().problem,
             Problem::NotASocket
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_own_link_to_a_socket_is_followed_and_a_linked_dir_is_not() {
+        let dir = scratch("links");
+        let socket = dir.join("real.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let link = dir.join("link.sock");
+        std::os::unix::fs::symlink("real.sock", &link).unwrap();
+        assert_eq!(check_socket_path(&link), Ok(()));
+        // A link to a link, absolute this time.
+        let link2 = dir.join("link2.sock");
+        std::os::unix::fs::symlink(&link, &link2).unwrap();
+        assert_eq!(check_socket_path(&link2), Ok(()));
+        // A link to something that is no socket is judged by what it points at.
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        let to_file = dir.join("to-file.sock");
+        std::os::unix::fs::symlink(&file, &to_file).unwrap();
+        assert_eq!(
+            check_socket_path(&to_file).unwrap_err().problem,
+            Problem::NotASocket
+        );
+        // A loop ends.
+        let looped = dir.join("loop.sock");
+        std::os::unix::fs::symlink("loop.sock", &looped).unwrap();
+        assert!(matches!(
+            check_socket_path(&looped).unwrap_err().problem,
+            Problem::Unknown(_)
+        ));
+        // A directory link is refused, even to this user's own directory.
+        let dir_link = dir.join("dirlink");
+        std::os::unix::fs::symlink(&dir, &dir_link).unwrap();
+        assert_eq!(
+            check_socket_path(&dir_link.join("real.sock"))
+                .unwrap_err()
+                .problem,
+            Problem::Symlink
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

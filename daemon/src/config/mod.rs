@@ -216,7 +216,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/"));
         let xdg = |var: &str, fallback: &str| {
             env(var)
-                .map(PathBuf::from)
+                .and_then(|v| kite_proto::socket_path::xdg_base_dir(&v))
                 .unwrap_or_else(|| home.join(fallback))
         };
 

@@ -41,6 +41,29 @@ fn defaults_follow_xdg_and_profile() {
 }
 
 #[test]
+fn relative_xdg_values_are_ignored() {
+    let config = load(
+        flags("dev"),
+        &[
+            ("HOME", "/home/u"),
+            ("XDG_RUNTIME_DIR", "run"),
+            ("XDG_CONFIG_HOME", "conf"),
+            ("XDG_STATE_HOME", "./state"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.config_path,
+        PathBuf::from("/home/u/.config/kited/dev.toml")
+    );
+    assert_eq!(
+        config.state_dir,
+        PathBuf::from("/home/u/.local/state/kited/dev")
+    );
+    assert!(config.socket.is_absolute(), "{}", config.socket.display());
+}
+
+#[test]
 fn flag_beats_env_beats_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");

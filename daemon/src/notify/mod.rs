@@ -195,6 +195,30 @@ async fn await_login_click(
     }
 }
 
+/// The variables that may hold a secret kited reads at start (the api secret, the channels'
+/// tokens, the Redis password). No command kited runs inherits them: a notification script or
+/// a browser has no use for them, and would hand them on to everything it starts.
+const SECRET_ENV_VARS: [&str; 4] = [
+    "KITE_API_SECRET",
+    crate::config::sinks::REDIS_PASSWORD_ENV,
+    crate::config::push::TELEGRAM_TOKEN_ENV,
+    crate::config::push::NTFY_TOKEN_ENV,
+];
+
+/// Removing a list of variables from a child's environment.
+trait EnvsRemoved {
+    fn envs_removed(&mut self, names: impl IntoIterator<Item = &'static str>) -> &mut Self;
+}
+
+impl EnvsRemoved for tokio::process::Command {
+    fn envs_removed(&mut self, names: impl IntoIterator<Item = &'static str>) -> &mut Self {
+        for name in names {
+            self.env_remove(name);
+        }
+        self
+    }
+}
+
 /// Opens a fresh login URL with `notify.open_command` (default `xdg-open`).
 pub async fn open_login(session: &Session) {
     let url = match session.login_url() {
@@ -212,8 +236,7 @@ pub async fn open_login(session: &Session) {
     let spawned = tokio::process::Command::new(program)
         .args(args)
         .arg(&url)
-        .env_remove("KITE_API_SECRET")
-        .env_remove(crate::config::sinks::REDIS_PASSWORD_ENV)
+        .envs_removed(SECRET_ENV_VARS)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -237,8 +260,7 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
     let child = tokio::process::Command::new(program)
         .args(args)
         .env("KITED_EVENT", event.kind.name())
-        .env_remove("KITE_API_SECRET")
-        .env_remove(crate::config::sinks::REDIS_PASSWORD_ENV)
+        .envs_removed(SECRET_ENV_VARS)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

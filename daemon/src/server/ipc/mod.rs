@@ -24,6 +24,10 @@ use tokio_util::task::TaskTracker;
 const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to probe an existing socket file before calling it stale.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Once the daemon stops, how long a write to a client may still take. An answer already
+/// computed usually goes out in microseconds; a client that does not read its socket (a stuck
+/// `watch`, say) must not hold up the stop, so after this its write is abandoned.
+const STOP_WRITE_GRACE: Duration = Duration::from_millis(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
@@ -33,6 +37,8 @@ pub enum IpcError {
     NotASocket(PathBuf),
     #[error(transparent)]
     Dir(#[from] crate::server::ipc::socket_file::SocketDirError),
+    #[error(transparent)]
+    Lock(crate::server::ipc::socket_file::NameLockError),
     #[error("cannot create the socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -41,7 +47,9 @@ pub enum IpcError {
 }
 
 /// Binds the socket at `path`: 0600 in a private directory, replacing a stale file but never a
-/// live daemon's socket. The caller removes the file at the end ([`crate::server::ipc::socket_file::SocketFile`]).
+/// live daemon's socket. The probe and the bind happen under the name's lock, so of two kiteds
+/// started at once exactly one binds (the other's probe finds it listening). The caller removes
+/// the file at the end ([`crate::server::ipc::socket_file::SocketFile`]).
 pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     let bind_err = |source| IpcError::Bind {
         path: path.to_path_buf(),
@@ -50,6 +58,12 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::server::ipc::socket_file::prepare_dir(parent)?;
     }
+    let lock = crate::server::ipc::socket_file::lock_name(path).map_err(|e| match e {
+        crate::server::ipc::socket_file::NameLockError::Held(_) => {
+            IpcError::InUse(path.to_path_buf())
+        }
+        other => IpcError::Lock(other),
+    })?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(IpcError::NotASocket(path.to_path_buf()))
@@ -71,6 +85,8 @@ pub fn bind(path: &Path) -> Result<Listener, IpcError> {
         .create_tokio()
         .map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    // Listening now: a kited that takes the lock next finds this one alive.
+    drop(lock);
     Ok(listener)
 }
 
@@ -123,9 +139,12 @@ async fn serve_connection(
         // than a broken pipe; nothing it sent is parsed.
         let _ = tokio::time::timeout(REFUSAL_READ_TIMEOUT, connection.read_line()).await;
         let refusal = WireError::new(ErrorKind::BadRequest, "kited serves only its own user");
-        let _ = connection
-            .write_line(&answer_line::<Ack>(&Err(refusal)))
-            .await;
+        let _ = write_until_stop(
+            &mut connection,
+            &answer_line::<Ack>(&Err(refusal)),
+            &shutdown,
+        )
+        .await;
         return;
     }
     loop {
@@ -141,8 +160,7 @@ async fn serve_connection(
         let request = match request {
             Ok(request) => request,
             Err(error) => {
-                if connection
-                    .write_line(&answer_line::<Ack>(&Err(error)))
+                if write_until_stop(&mut connection, &answer_line::<Ack>(&Err(error)), &shutdown)
                     .await
                     .is_err()
                 {
@@ -165,7 +183,10 @@ async fn serve_connection(
                 crate::server::ipc::requests::answer(&session, GetToken { wait_secs: None }.into()).await
             }
         };
-        if connection.write_line(&answer).await.is_err() {
+        if write_until_stop(&mut connection, &answer, &shutdown)
+            .await
+            .is_err()
+        {
             return;
         }
         match request {
@@ -198,9 +219,31 @@ async fn stream_events(
             _ = connection.read_line() => return,
         };
         let Some(event) = event else { return };
-        if connection.write_line(&event.to_line()).await.is_err() {
+        if write_until_stop(connection, &event.to_line(), shutdown)
+            .await
+            .is_err()
+        {
             return;
         }
+    }
+}
+
+/// Writes `line`, unless the daemon stops and the client still has not taken it
+/// [`STOP_WRITE_GRACE`] later: a stop waits for no client that does not read.
+async fn write_until_stop(
+    connection: &mut Connection<Stream>,
+    line: &str,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    tokio::select! {
+        written = connection.write_line(line) => written,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(STOP_WRITE_GRACE).await;
+        } => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the daemon stopped before the client read its answer",
+        )),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The socket's directory and file: made private without following links, removed only if ours.
+//! The socket's directory and file: made private without following links, claimed under a
+//! lock, removed only if ours.
 //!
 //! `/tmp/kited-$UID` (used when `XDG_RUNTIME_DIR` is unset) is a name any local user can create
 //! first. kited makes the directory with `mkdir` (which never follows a symlink), accepts an
@@ -48,6 +49,57 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SocketDirError> {
     }
     socket_trust::check_dir(dir).map_err(SocketDirError::Untrusted)?;
     Ok(())
+}
+
+/// An exclusive `flock` on `<socket>.lock`, held from before the stale-socket probe until the
+/// socket is bound and listening. Two kiteds started at once on the same stale socket would
+/// otherwise both see it stale, and the second to bind would unlink the first one's fresh
+/// socket and leave two daemons running. Under the lock the second one's probe finds the
+/// first one listening. The lock file itself stays: deleting it would let a third kited lock a
+/// new inode while the second still holds the old one. The kernel drops the lock if the
+/// process dies while holding it.
+pub struct NameLock {
+    _file: std::fs::File,
+}
+
+/// Why the socket's name could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum NameLockError {
+    #[error("another kited holds {0}")]
+    Held(PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Takes [`NameLock`] on the socket `path`, without waiting: a lock already held means another
+/// kited owns (or is binding) that socket.
+pub fn lock_name(path: &Path) -> Result<NameLock, NameLockError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let io_err = |source| NameLockError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        // Never through a link someone planted in place of the lock file.
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(NameLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(NameLockError::Held(lock_path)),
+        Err(e) => Err(io_err(e.into())),
+    }
 }
 
 /// The socket file kited bound. Dropping it removes the file, but only while the path still
