@@ -3,22 +3,27 @@
 pub(crate) mod check;
 pub(crate) mod credential;
 pub(crate) mod error;
+pub(crate) mod expiry;
 pub(crate) mod file;
 pub(crate) mod public_listen;
 pub(crate) mod public_url;
 pub(crate) mod push;
 pub(crate) mod readiness;
 pub(crate) mod sinks;
+pub(crate) mod testing;
 
 pub use crate::config::error::ConfigError;
-use crate::config::file::{File, FileExpiry};
+use crate::config::expiry::resolve_expiry;
+pub use crate::config::expiry::Expiry;
+use crate::config::file::File;
 use crate::config::public_listen::PublicListen;
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
 pub use crate::config::readiness::Readiness;
 use crate::config::sinks::SinkSettings;
+use crate::config::testing::resolve_testing;
+pub use crate::config::testing::Testing;
 use crate::token::Secret;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +37,7 @@ pub const DEFAULT_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";
 /// Weekdays at 08:45 IST: half an hour before the pre-open session, time to log in calmly.
 pub const DEFAULT_REMINDER: &str = "0 45 8 * * Mon-Fri";
 /// The warnings before the cutoff: an hour ahead (time to plan) and a quarter of an hour (last call).
-const DEFAULT_WARN_BEFORE: [Duration; 2] =
+pub(crate) const DEFAULT_WARN_BEFORE: [Duration; 2] =
     [Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)];
 /// A profile call every half hour catches a token Kite killed early without hammering Kite.
 pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
@@ -103,69 +108,6 @@ pub struct Config {
     /// Where else the token goes: Redis, for programs on other hosts and in containers.
     pub sinks: SinkSettings,
     pub testing: Testing,
-}
-
-/// Knobs that exist only so tests need not wait for 06:00 or for slow timeouts. They come from
-/// the environment alone, are read with the rest of the configuration, and are logged when set.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Testing {
-    /// `KITED_FAKE_NOW` (RFC 3339): the clock reads this when kited starts and runs on from it.
-    pub fake_now: Option<DateTime<FixedOffset>>,
-    /// `KITED_COMMAND_TIMEOUT_MS`: replaces the time `notify.command` may run.
-    pub command_timeout: Option<Duration>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Expiry {
-    pub cutoff: NaiveTime,
-    /// Sorted longest first: the first is the "expiring" window.
-    pub warn_before: Vec<Duration>,
-    pub reminder: Reminder,
-    pub holidays: Vec<NaiveDate>,
-    pub verify_every: Duration,
-}
-
-/// `expiry.reminder`: a cron expression (`croner` syntax, seconds field optional), in IST.
-/// Parsed when the configuration is read, so a typo is a configuration error, never a silent
-/// "no reminders".
-#[derive(Clone, PartialEq)]
-pub struct Reminder {
-    /// As written, for `check-config` and logs.
-    expression: String,
-    cron: croner::Cron,
-}
-
-impl Reminder {
-    pub fn parse(expression: &str) -> Result<Reminder, String> {
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(expression)
-            .map_err(|e| format!("{expression:?} is not a cron expression ({e})"))?;
-        Ok(Reminder {
-            expression: expression.to_string(),
-            cron,
-        })
-    }
-
-    /// The next time strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&crate::clock::ist(after), false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.expression
-    }
-}
-
-/// The expression alone: the parsed form is kilobytes of bit fields.
-impl std::fmt::Debug for Reminder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Reminder").field(&self.expression).finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -440,79 +382,6 @@ fn resolve_secret(
         ));
     }
     Ok((None, SecretSource::Missing))
-}
-
-fn resolve_expiry(file: &FileExpiry) -> Result<Expiry, ConfigError> {
-    let cutoff = match &file.cutoff {
-        Some(text) => {
-            NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| ConfigError::Invalid {
-                key: "expiry.cutoff",
-                message: format!("{text:?} is not a time like \"06:00\""),
-            })?
-        }
-        None => crate::clock::default_cutoff(),
-    };
-    let mut warn_before = match &file.warn_before {
-        Some(list) => list.iter().map(|d| **d).collect(),
-        None => DEFAULT_WARN_BEFORE.to_vec(),
-    };
-    warn_before.sort_unstable_by(|a, b| b.cmp(a));
-    warn_before.dedup();
-    let reminder = Reminder::parse(file.reminder.as_deref().unwrap_or(DEFAULT_REMINDER)).map_err(
-        |message| ConfigError::Invalid {
-            key: "expiry.reminder",
-            message,
-        },
-    )?;
-    let holidays = file
-        .holidays
-        .iter()
-        .map(|text| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| ConfigError::Invalid {
-                key: "expiry.holidays",
-                message: format!("{text:?} is not a date like \"2026-12-25\""),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let verify_every = file.verify_every.unwrap_or(DEFAULT_VERIFY_EVERY);
-    if verify_every.is_zero() {
-        return Err(ConfigError::Invalid {
-            key: "expiry.verify_every",
-            message: "must be longer than 0s".into(),
-        });
-    }
-    Ok(Expiry {
-        cutoff,
-        warn_before,
-        reminder,
-        holidays,
-        verify_every,
-    })
-}
-
-/// The test-only knobs (see [`Testing`]); a value that does not parse is an error like any other.
-fn resolve_testing(env: &dyn Fn(&str) -> Option<String>) -> Result<Testing, ConfigError> {
-    let fake_now = env("KITED_FAKE_NOW")
-        .map(|text| {
-            DateTime::parse_from_rfc3339(text.trim()).map_err(|_| ConfigError::Invalid {
-                key: "KITED_FAKE_NOW",
-                message: format!("{text:?} is not an RFC 3339 time"),
-            })
-        })
-        .transpose()?;
-    let command_timeout = env("KITED_COMMAND_TIMEOUT_MS")
-        .map(|text| match text.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
-            _ => Err(ConfigError::Invalid {
-                key: "KITED_COMMAND_TIMEOUT_MS",
-                message: format!("{text:?} is not a positive number of milliseconds"),
-            }),
-        })
-        .transpose()?;
-    Ok(Testing {
-        fake_now,
-        command_timeout,
-    })
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {

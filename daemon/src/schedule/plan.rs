@@ -210,7 +210,7 @@ pub fn is_trading_day(date: chrono::NaiveDate, expiry: &Expiry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Reminder;
+    use crate::config::expiry::Reminder;
     use crate::token::Secret;
     use std::time::Duration;
 
