@@ -3,19 +3,20 @@
 use crate::cli::{Cli, Command, Target};
 use crate::client::{Client, ClientError, TIMEOUT};
 use crate::exit::{self, note, print, Failure};
+use crate::login::{login, login_link, revoke_links};
+use crate::status_text::{render_status, user_label};
 use clap::CommandFactory;
 use kite_proto::message::{
-    Doctor, DoctorReport, Exchange, GetToken, IssuedLink, IssuedToken, LoginLink, LoginUrl,
-    LoginUrls, Logout, Ping, PushResults, PushTest, RevokeLinks, Shutdown, Status, Watch,
+    Doctor, DoctorReport, Exchange, GetToken, IssuedToken, Logout, Ping, PushResults, PushTest,
+    Shutdown, Status, Watch,
 };
 use kite_proto::{Event, TokenStatus};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::Duration;
 
-type Outcome = Result<(), Failure>;
+pub type Outcome = Result<(), Failure>;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -107,7 +108,7 @@ pub fn get_token(target: &Target, wait: Option<u64>, json: bool) -> u8 {
     finish(outcome, target)
 }
 
-fn fetch_status(client: &mut Client) -> Result<TokenStatus, ClientError> {
+pub fn fetch_status(client: &mut Client) -> Result<TokenStatus, ClientError> {
     Ok(client.call(Status {})?.status)
 }
 
@@ -126,169 +127,6 @@ fn json_line(value: &impl serde::Serialize) -> String {
     let mut line = serde_json::to_string(value).expect("kite-proto's answers always serialize");
     line.push('\n');
     line
-}
-
-/// The human form of a status: a few aligned `label: value` lines.
-pub fn render_status(s: &TokenStatus) -> String {
-    let mut lines: Vec<(&str, String)> = Vec::with_capacity(7);
-    let state = if s.configured {
-        s.state.as_str().to_string()
-    } else {
-        format!("not configured ({})", s.state)
-    };
-    lines.push(("state", state));
-    lines.push(("user", user_label(s).unwrap_or_else(|| "-".into())));
-    if let Some(login_time) = &s.login_time {
-        lines.push(("logged in", login_time.clone()));
-    }
-    let expires = match (&s.expires_at, s.seconds_left) {
-        (Some(at), Some(left)) if left > 0 => {
-            format!("{at} ({} left)", format_duration(left as u64))
-        }
-        (Some(at), Some(_)) => format!("{at} (expired)"),
-        (Some(at), None) => at.clone(),
-        (None, _) => "-".into(),
-    };
-    lines.push(("expires at", expires));
-    if let Some(reason) = &s.invalidated_reason {
-        lines.push(("reason", reason.clone()));
-    }
-    if let Some(why) = &s.store_error {
-        lines.push(("store", format!("failing: {why}")));
-    }
-    if let Some(why) = &s.env_file_error {
-        lines.push(("env file", format!("failing: {why}")));
-    }
-    for sink in &s.sinks {
-        let health = match (&sink.ok, &sink.error) {
-            (true, _) => "ok".to_string(),
-            (false, Some(why)) => format!("failing: {why}"),
-            (false, None) => "failing".to_string(),
-        };
-        lines.push(("sink", format!("{}: {health}", sink.name)));
-    }
-    lines.push(("profile", s.profile.clone()));
-    if !s.hint.is_empty() {
-        lines.push(("hint", s.hint.clone()));
-    }
-    let mut out = String::with_capacity(256);
-    for (label, value) in lines {
-        let label = format!("{label}:");
-        out.push_str(&format!("{label:<12}{}\n", exit::one_line(&value)));
-    }
-    out
-}
-
-/// "Name (ID)", or whichever of the two is known.
-fn user_label(s: &TokenStatus) -> Option<String> {
-    match (&s.user_name, &s.user_id) {
-        (Some(name), Some(id)) => Some(format!("{name} ({id})")),
-        (Some(one), None) | (None, Some(one)) => Some(one.clone()),
-        (None, None) => None,
-    }
-}
-
-/// A span for people: "1d 4h", "3h 12m", "12m", "45s" (rounded down).
-pub fn format_duration(secs: u64) -> String {
-    let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {minutes}m")
-    } else if minutes > 0 {
-        format!("{minutes}m")
-    } else {
-        format!("{secs}s")
-    }
-}
-
-/// `login`: print the URL, maybe open it, maybe wait for the token to arrive.
-fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
-    let mut client = connect(target)?;
-    let LoginUrls {
-        login_url,
-        callback_url,
-    } = client.call(LoginUrl {})?;
-    print(format!("{login_url}\n").as_bytes())?;
-    let flags = target.hint_flags();
-    note(&format!(
-        "Log in at that URL; Kite then sends the browser to {callback_url}, where kited takes the token.\n\
-         No browser on this machine? Run `kitectl{flags} exchange` and paste the address the browser ends on."
-    ));
-    if open {
-        if let Err(why) = open_in_browser(&login_url) {
-            let message = format!("no browser opened ({why}); open the URL above yourself");
-            match wait {
-                // Waiting still makes sense: the person can open the URL by hand.
-                Some(_) => note(&format!("kitectl: {message}")),
-                None => return Err(Failure::Local(message)),
-            }
-        }
-    }
-    let Some(wait) = wait else {
-        return Ok(());
-    };
-    wait_for_login(&mut client, wait)
-}
-
-/// Waits up to `wait` seconds for a valid token, then says who logged in and until when.
-fn wait_for_login(client: &mut Client, wait: u64) -> Outcome {
-    note(&format!(
-        "Waiting up to {} for the login…",
-        format_duration(wait)
-    ));
-    let token = fetch_token(client, Some(wait))?;
-    client.set_read_timeout(Some(TIMEOUT))?;
-    let status = fetch_status(client)?;
-    let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
-    let until = status.expires_at.unwrap_or(token.expires_at);
-    print(format!("Logged in as {who} until {until}\n").as_bytes())
-}
-
-/// `login --link`: a ticket link for a phone (and a QR code of it), then maybe wait.
-fn login_link(target: &Target, qr: bool, wait: Option<u64>) -> Outcome {
-    let mut client = connect(target)?;
-    let IssuedLink { link, expires_at } = client.call(LoginLink {})?;
-    print(format!("{link}\n").as_bytes())?;
-    if qr {
-        print(crate::qr::render(&link).as_bytes())?;
-    }
-    note(&format!(
-        "Open that link on your phone (valid until {expires_at}); it leads to the Kite login, \
-         and kited takes the token when Kite sends the browser back."
-    ));
-    let Some(wait) = wait else {
-        return Ok(());
-    };
-    wait_for_login(&mut client, wait)
-}
-
-/// How long `xdg-open` gets to say it failed; one still running by then has started a browser
-/// (some run it in the foreground) and is left to it.
-const OPEN_VERDICT: Duration = Duration::from_secs(3);
-
-/// Runs `xdg-open URL` in its own process group; an error when it cannot start or reports that
-/// it opened nothing (no browser, no desktop).
-fn open_in_browser(url: &str) -> Result<(), String> {
-    let mut child = std::process::Command::new("xdg-open")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("KITE_API_SECRET")
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run xdg-open: {e}"))?;
-    let deadline = std::time::Instant::now() + OPEN_VERDICT;
-    while std::time::Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("xdg-open failed: {status}")),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("cannot wait for xdg-open: {e}")),
-        }
-    }
-    Ok(())
 }
 
 /// What `exchange` sends for the argument: a URL (or query string) is a callback, anything else
@@ -398,16 +236,6 @@ fn doctor(target: &Target, json: bool) -> Outcome {
             checks.len()
         ))),
     }
-}
-
-/// `logout`.
-/// `login --revoke-links`: a new ticket key in kited, so every link sent so far is dead.
-fn revoke_links(target: &Target) -> Outcome {
-    let mut client = connect(target)?;
-    client.call(RevokeLinks {})?;
-    print(
-        b"Every login link issued so far is now invalid; `kitectl login --link` makes a new one\n",
-    )
 }
 
 fn logout(target: &Target) -> Outcome {
@@ -536,7 +364,7 @@ fn man(dir: Option<&std::path::Path>) -> Outcome {
 mod tests {
     use super::*;
     use crate::client::tests::{fake_daemon, temp_dir};
-    use kite_proto::TokenState;
+    use crate::status_text::tests::sample_status;
     use serde_json::json;
 
     #[test]
@@ -585,17 +413,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(format_duration(0), "0s");
-        assert_eq!(format_duration(45), "45s");
-        assert_eq!(format_duration(60), "1m");
-        assert_eq!(format_duration(12 * 60 + 59), "12m");
-        assert_eq!(format_duration(3 * 3600 + 12 * 60 + 30), "3h 12m");
-        assert_eq!(format_duration(3600), "1h 0m");
-        assert_eq!(format_duration(86_400 + 4 * 3600 + 5), "1d 4h");
-    }
-
-    #[test]
     fn answer_timeout_exceeds_the_wait() {
         assert_eq!(answer_timeout(None), Duration::from_secs(5));
         assert_eq!(answer_timeout(Some(0)), Duration::from_secs(5));
@@ -604,60 +421,6 @@ mod tests {
             answer_timeout(Some(u64::MAX)),
             Duration::from_secs(u64::MAX)
         );
-    }
-
-    fn sample_status() -> TokenStatus {
-        TokenStatus {
-            configured: true,
-            state: TokenState::Valid,
-            valid: true,
-            needs_refresh: false,
-            user_id: Some("AB1234".into()),
-            user_name: Some("Ada Lovelace".into()),
-            login_time: Some("2026-11-23T09:00:00+05:30".into()),
-            expires_at: Some("2026-11-24T06:00:00+05:30".into()),
-            seconds_left: Some(3 * 3600 + 12 * 60),
-            profile: "default".into(),
-            api_key: Some("key".into()),
-            invalidated_reason: None,
-            store_error: None,
-            env_file_error: None,
-            pinned_user_id: None,
-            sinks: vec![],
-            hint: "Nothing to do.".into(),
-        }
-    }
-
-    #[test]
-    fn human_status() {
-        let text = render_status(&sample_status());
-        assert_eq!(
-            text,
-            "state:      valid\n\
-             user:       Ada Lovelace (AB1234)\n\
-             logged in:  2026-11-23T09:00:00+05:30\n\
-             expires at: 2026-11-24T06:00:00+05:30 (3h 12m left)\n\
-             profile:    default\n\
-             hint:       Nothing to do.\n"
-        );
-        let mut none = sample_status();
-        none.configured = false;
-        none.state = TokenState::None;
-        none.user_id = None;
-        none.user_name = None;
-        none.login_time = None;
-        none.expires_at = None;
-        none.seconds_left = None;
-        let text = render_status(&none);
-        assert!(
-            text.starts_with("state:      not configured (none)\nuser:       -\n"),
-            "{text}"
-        );
-        assert!(text.contains("expires at: -\n"), "{text}");
-        let mut expired = sample_status();
-        expired.state = TokenState::Expired;
-        expired.seconds_left = Some(0);
-        assert!(render_status(&expired).contains("06:00:00+05:30 (expired)\n"));
     }
 
     #[test]

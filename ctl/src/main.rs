@@ -5,9 +5,11 @@ mod cli;
 mod client;
 mod commands;
 mod exit;
+mod login;
 mod paste;
 mod qr;
 mod setup;
+mod status_text;
 mod supervise;
 
 use clap::Parser;
