@@ -7,6 +7,7 @@ mod commands;
 mod exit;
 mod login;
 mod paste;
+mod profile_port;
 mod qr;
 mod setup;
 mod status_text;
