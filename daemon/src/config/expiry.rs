@@ -3,9 +3,16 @@
 
 use crate::config::error::ConfigError;
 use crate::config::file::FileExpiry;
-use crate::config::{DEFAULT_REMINDER, DEFAULT_VERIFY_EVERY, DEFAULT_WARN_BEFORE};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use std::time::Duration;
+
+/// Weekdays at 08:45 IST: half an hour before the pre-open session, time to log in calmly.
+pub const DEFAULT_REMINDER: &str = "0 45 8 * * Mon-Fri";
+/// The warnings before the cutoff: an hour ahead (time to plan) and a quarter of an hour (last call).
+const DEFAULT_WARN_BEFORE: [Duration; 2] =
+    [Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)];
+/// A profile call every half hour catches a token Kite killed early without hammering Kite.
+pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expiry {

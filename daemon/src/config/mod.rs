@@ -34,13 +34,6 @@ pub const DEFAULT_KITE_TIMEOUT: Duration = Duration::from_secs(7);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8079";
 pub const DEFAULT_API_ROOT: &str = "https://api.kite.trade";
 pub const DEFAULT_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";
-/// Weekdays at 08:45 IST: half an hour before the pre-open session, time to log in calmly.
-pub const DEFAULT_REMINDER: &str = "0 45 8 * * Mon-Fri";
-/// The warnings before the cutoff: an hour ahead (time to plan) and a quarter of an hour (last call).
-pub(crate) const DEFAULT_WARN_BEFORE: [Duration; 2] =
-    [Duration::from_secs(60 * 60), Duration::from_secs(15 * 60)];
-/// A profile call every half hour catches a token Kite killed early without hammering Kite.
-pub const DEFAULT_VERIFY_EVERY: Duration = Duration::from_secs(30 * 60);
 /// How long `notify.command` may run before it (and everything it started) is killed: a hook
 /// that hangs must not pile up processes, and ten seconds is plenty to post a message.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);

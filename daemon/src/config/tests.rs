@@ -242,7 +242,10 @@ fn durations() {
 #[test]
 fn reminder_is_parsed_at_load() {
     let default = load(flags("p"), &[]).unwrap();
-    assert_eq!(default.expiry.reminder.as_str(), DEFAULT_REMINDER);
+    assert_eq!(
+        default.expiry.reminder.as_str(),
+        crate::config::expiry::DEFAULT_REMINDER
+    );
     let five_fields = load_toml("[expiry]\nreminder = \"30 8 * * Mon-Fri\"\n", &[]).unwrap();
     assert_eq!(five_fields.expiry.reminder.as_str(), "30 8 * * Mon-Fri");
     for bad in ["not cron", "0 45 8 * * Mon-Fry", "61 * * * *", ""] {

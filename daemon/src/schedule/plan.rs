@@ -218,7 +218,7 @@ mod tests {
         Expiry {
             cutoff: clock::default_cutoff(),
             warn_before: vec![Duration::from_secs(3600), Duration::from_secs(900)],
-            reminder: Reminder::parse(crate::config::DEFAULT_REMINDER).unwrap(),
+            reminder: Reminder::parse(crate::config::expiry::DEFAULT_REMINDER).unwrap(),
             holidays: vec!["2026-12-25".parse().unwrap()],
             verify_every: Duration::from_secs(1800),
         }
