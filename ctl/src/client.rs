@@ -1,6 +1,8 @@
 //! The connection to kited: connect, send one request line, read one answer line.
 
+use kite_proto::message::{GetToken, IssuedToken, Status};
 use kite_proto::socket_trust::{self, Distrust};
+use kite_proto::TokenStatus;
 use kite_proto::{exit, parse_answer, Call, FrameError, LineBuffer, WireError};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -175,6 +177,20 @@ impl Client {
         })
     }
 
+    /// The token (waiting up to `wait` seconds for one when asked), with the read timeout
+    /// stretched to cover the wait.
+    pub fn fetch_token(&mut self, wait: Option<u64>) -> Result<IssuedToken, ClientError> {
+        if wait.is_some() {
+            self.set_read_timeout(Some(answer_timeout(wait)))?;
+        }
+        self.call(GetToken { wait_secs: wait })
+    }
+
+    /// The token's status.
+    pub fn fetch_status(&mut self) -> Result<TokenStatus, ClientError> {
+        Ok(self.call(Status {})?.status)
+    }
+
     /// The process id of the daemon on the other end (from `SO_PEERCRED`), to signal it.
     pub fn peer_pid(&self) -> Option<rustix::process::Pid> {
         rustix::net::sockopt::socket_peercred(&self.stream)
@@ -245,6 +261,14 @@ impl Client {
                 Err(e) => return Err(self.io(e)),
             }
         }
+    }
+}
+
+/// The socket read timeout for a request that may block `wait` seconds in the daemon.
+pub fn answer_timeout(wait: Option<u64>) -> Duration {
+    match wait {
+        Some(secs) => Duration::from_secs(secs.saturating_add(TIMEOUT.as_secs())),
+        None => TIMEOUT,
     }
 }
 

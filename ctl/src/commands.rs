@@ -2,21 +2,18 @@
 
 use crate::cli::{Cli, Command, Target};
 use crate::client::{Client, ClientError, TIMEOUT};
-use crate::exit::{self, note, print, Failure};
+use crate::exit::{self, finish, note, print, Failure, Outcome};
 use crate::login::{login, login_link, revoke_links};
 use crate::status_text::{render_status, user_label};
 use clap::CommandFactory;
 use kite_proto::message::{
-    Doctor, DoctorReport, Exchange, GetToken, IssuedToken, Logout, Ping, PushResults, PushTest,
-    Shutdown, Status, Watch,
+    Doctor, DoctorReport, Exchange, Logout, Ping, PushResults, PushTest, Shutdown, Watch,
 };
-use kite_proto::{Event, TokenStatus};
+use kite_proto::Event;
 use serde_json::Value;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
-
-pub type Outcome = Result<(), Failure>;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -60,43 +57,18 @@ pub fn run(cli: Cli) -> u8 {
         Command::Man { dir } => man(dir.as_deref()),
         Command::Setup(args) => crate::setup::run(&target, &args),
     };
-    finish(outcome, &target)
+    finish(outcome, &target.hint_flags())
 }
 
-pub(crate) fn finish(outcome: Outcome, target: &Target) -> u8 {
-    match outcome {
-        Ok(()) => exit::OK,
-        Err(failure) => exit::report(&failure, &target.hint_flags()),
-    }
-}
-
-pub(crate) fn connect(target: &Target) -> Result<Client, ClientError> {
+fn connect(target: &Target) -> Result<Client, ClientError> {
     Client::connect(&target.socket_path())
-}
-
-/// The socket read timeout for a request that may block `wait` seconds in the daemon.
-pub fn answer_timeout(wait: Option<u64>) -> Duration {
-    match wait {
-        Some(secs) => Duration::from_secs(secs.saturating_add(TIMEOUT.as_secs())),
-        None => TIMEOUT,
-    }
-}
-
-pub(crate) fn fetch_token(
-    client: &mut Client,
-    wait: Option<u64>,
-) -> Result<IssuedToken, ClientError> {
-    if wait.is_some() {
-        client.set_read_timeout(Some(answer_timeout(wait)))?;
-    }
-    client.call(GetToken { wait_secs: wait })
 }
 
 /// `get-token`: the token alone on stdout (the hot path: one connect, one line each way).
 pub fn get_token(target: &Target, wait: Option<u64>, json: bool) -> u8 {
     let outcome = (|| {
         let mut client = connect(target)?;
-        let token = fetch_token(&mut client, wait)?;
+        let token = client.fetch_token(wait)?;
         drop(client);
         let line = if json {
             json_line(&token)
@@ -105,17 +77,13 @@ pub fn get_token(target: &Target, wait: Option<u64>, json: bool) -> u8 {
         };
         print(line.as_bytes())
     })();
-    finish(outcome, target)
-}
-
-pub fn fetch_status(client: &mut Client) -> Result<TokenStatus, ClientError> {
-    Ok(client.call(Status {})?.status)
+    finish(outcome, &target.hint_flags())
 }
 
 /// `status`: human lines, or the status object itself with `--json`. Exit 0 whatever the state.
 fn status(target: &Target, json: bool) -> Outcome {
     let mut client = connect(target)?;
-    let status = fetch_status(&mut client)?;
+    let status = client.fetch_status()?;
     if json {
         return print(json_line(&status).as_bytes());
     }
@@ -263,7 +231,7 @@ pub fn shell_quote(text: &str) -> String {
 /// `env`: export lines for a shell's `eval`.
 fn env(target: &Target, wait: Option<u64>) -> Outcome {
     let mut client = connect(target)?;
-    let token = fetch_token(&mut client, wait)?;
+    let token = client.fetch_token(wait)?;
     let text = format!(
         "export KITE_API_KEY={}\nexport KITE_ACCESS_TOKEN={}\n",
         shell_quote(&token.api_key),
@@ -278,7 +246,7 @@ fn exec(target: &Target, wait: Option<u64>, command: &[OsString]) -> Outcome {
         return Err(Failure::Local("exec needs a command to run".into()));
     };
     let mut client = connect(target)?;
-    let token = fetch_token(&mut client, wait)?;
+    let token = client.fetch_token(wait)?;
     drop(client);
     let err = std::process::Command::new(program)
         .args(args)
@@ -363,6 +331,7 @@ fn man(dir: Option<&std::path::Path>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::answer_timeout;
     use crate::client::tests::{fake_daemon, temp_dir};
     use crate::status_text::tests::sample_status;
     use serde_json::json;

@@ -72,6 +72,18 @@ pub fn daemon_message(e: &WireError, flags: &str) -> String {
     }
 }
 
+/// What a command returns: done, or the failure to report.
+pub type Outcome = Result<(), Failure>;
+
+/// Ends a command: 0, or the failure said in one line (with `hint_flags` repeated in every
+/// command it suggests) and its exit code.
+pub fn finish(outcome: Outcome, hint_flags: &str) -> u8 {
+    match outcome {
+        Ok(()) => OK,
+        Err(failure) => report(&failure, hint_flags),
+    }
+}
+
 /// Prints `kitectl: MESSAGE` as exactly one line on stderr and returns the exit code.
 pub fn report(failure: &Failure, flags: &str) -> u8 {
     let (message, code) = describe(failure, flags);

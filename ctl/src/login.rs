@@ -3,7 +3,7 @@
 
 use crate::cli::Target;
 use crate::client::{Client, TIMEOUT};
-use crate::commands::{connect, fetch_status, fetch_token, Outcome};
+use crate::exit::Outcome;
 use crate::exit::{note, print, Failure};
 use crate::status_text::{format_duration, user_label};
 use kite_proto::message::{IssuedLink, LoginLink, LoginUrl, LoginUrls, RevokeLinks};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// `login`: print the URL, maybe open it, maybe wait for the token to arrive.
 pub fn login(target: &Target, open: bool, wait: Option<u64>) -> Outcome {
-    let mut client = connect(target)?;
+    let mut client = Client::connect(&target.socket_path())?;
     let LoginUrls {
         login_url,
         callback_url,
@@ -46,9 +46,9 @@ fn wait_for_login(client: &mut Client, wait: u64) -> Outcome {
         "Waiting up to {} for the login…",
         format_duration(wait)
     ));
-    let token = fetch_token(client, Some(wait))?;
+    let token = client.fetch_token(Some(wait))?;
     client.set_read_timeout(Some(TIMEOUT))?;
-    let status = fetch_status(client)?;
+    let status = client.fetch_status()?;
     let who = user_label(&status).unwrap_or_else(|| "an unknown user".into());
     let until = status.expires_at.unwrap_or(token.expires_at);
     print(format!("Logged in as {who} until {until}\n").as_bytes())
@@ -56,7 +56,7 @@ fn wait_for_login(client: &mut Client, wait: u64) -> Outcome {
 
 /// `login --link`: a ticket link for a phone (and a QR code of it), then maybe wait.
 pub fn login_link(target: &Target, qr: bool, wait: Option<u64>) -> Outcome {
-    let mut client = connect(target)?;
+    let mut client = Client::connect(&target.socket_path())?;
     let IssuedLink { link, expires_at } = client.call(LoginLink {})?;
     print(format!("{link}\n").as_bytes())?;
     if qr {
@@ -103,7 +103,7 @@ fn open_in_browser(url: &str) -> Result<(), String> {
 /// `logout`.
 /// `login --revoke-links`: a new ticket key in kited, so every link sent so far is dead.
 pub fn revoke_links(target: &Target) -> Outcome {
-    let mut client = connect(target)?;
+    let mut client = Client::connect(&target.socket_path())?;
     client.call(RevokeLinks {})?;
     print(
         b"Every login link issued so far is now invalid; `kitectl login --link` makes a new one\n",

@@ -2,8 +2,8 @@
 //! every other profile one of its own, so two profiles never fight over one.
 
 use crate::exit::Failure;
-use crate::setup::ProfileFiles;
 use std::fs;
+use std::path::Path;
 
 /// The default profile's port (kited's default listen address is 127.0.0.1:8079).
 pub const DEFAULT_PORT: u16 = 8079;
@@ -17,9 +17,9 @@ const MAX_PROFILES: u16 = 9;
 
 /// The port for a profile other than the default: the first of 8179, 8279, ... that no other
 /// profile's config file in the same directory already listens on.
-pub fn profile_port(files: &ProfileFiles, profile: &str) -> Result<u16, Failure> {
+pub fn profile_port(dir: &Path, profile: &str) -> Result<u16, Failure> {
     let mut taken = vec![DEFAULT_PORT];
-    if let Ok(entries) = fs::read_dir(&files.dir) {
+    if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             let is_other_profile = path.extension().is_some_and(|e| e == "toml")
@@ -69,21 +69,16 @@ mod tests {
     fn other_profiles_get_a_port_of_their_own() {
         let dir = std::env::temp_dir().join(format!("kitectl-setup-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let files = |profile: &str| ProfileFiles {
-            dir: dir.clone(),
-            config: dir.join(format!("{profile}.toml")),
-            secret: dir.join(format!("{profile}.api-secret")),
-        };
         fs::write(dir.join("default.toml"), "[kite]\napi_key = \"abcdef\"\n").unwrap();
-        assert_eq!(profile_port(&files("prod"), "prod").unwrap(), 8179);
+        assert_eq!(profile_port(&dir, "prod").unwrap(), 8179);
         fs::write(
             dir.join("prod.toml"),
             "[kite]\napi_key = \"abcdef\"\n\n[http]\nlisten = \"127.0.0.1:8179\"\n",
         )
         .unwrap();
-        assert_eq!(profile_port(&files("dev"), "dev").unwrap(), 8279);
+        assert_eq!(profile_port(&dir, "dev").unwrap(), 8279);
         // Re-running setup for prod keeps its own port free for it.
-        assert_eq!(profile_port(&files("prod"), "prod").unwrap(), 8179);
+        assert_eq!(profile_port(&dir, "prod").unwrap(), 8179);
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             listen_port("[http]\nlisten = \"127.0.0.1:9000\" # x\n"),

@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 const RELOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The profile's two files under `$XDG_CONFIG_HOME/kited/`.
-pub struct ProfileFiles {
-    pub dir: PathBuf,
-    pub config: PathBuf,
-    pub secret: PathBuf,
+struct ProfileFiles {
+    dir: PathBuf,
+    config: PathBuf,
+    secret: PathBuf,
 }
 
 impl ProfileFiles {
@@ -74,7 +74,7 @@ pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
     }
     let mut answers = gather(args)?;
     if profile != DEFAULT_PROFILE {
-        answers.port = Some(profile_port(&files, profile)?);
+        answers.port = Some(profile_port(&files.dir, profile)?);
     }
     write_files(&files, &answers)?;
     print(

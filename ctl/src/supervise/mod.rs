@@ -15,7 +15,7 @@ use policy::{restart_grace, signal_label, FIRST_RETRY};
 
 use crate::cli::Target;
 use crate::client::{Client, ClientError};
-use crate::commands::{connect, fetch_token, finish};
+use crate::exit::finish;
 use crate::exit::{note, Failure};
 use kite_proto::message::{IssuedToken, Watch};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
@@ -68,7 +68,7 @@ pub fn run(target: &Target, action: OnNewToken, wait: Option<u64>, command: &[Os
     let outcome = start(target, action, wait, command).and_then(|mut s| s.supervise());
     match outcome {
         Ok(code) => code,
-        Err(failure) => finish(Err(failure), target),
+        Err(failure) => finish(Err(failure), &target.hint_flags()),
     }
 }
 
@@ -89,7 +89,7 @@ fn start(
     };
     let path = target.socket_path();
     let subscription = subscribe(&path)?;
-    let token = fetch_token(&mut connect(target)?, wait)?;
+    let token = Client::connect(&target.socket_path())?.fetch_token(wait)?;
     let (feed, inputs) = mpsc::channel();
     // Before the spawn, so that an early exit's SIGCHLD is not missed.
     relay_signals(feed.clone())?;
@@ -290,8 +290,8 @@ impl Supervisor {
 
     /// The token kited serves now; `None` when it has none or does not answer.
     fn served_token(&self) -> Option<IssuedToken> {
-        let mut client = connect(&self.target).ok()?;
-        fetch_token(&mut client, None).ok()
+        let mut client = Client::connect(&self.target.socket_path()).ok()?;
+        client.fetch_token(None).ok()
     }
 
     /// Asks kited for the token and restarts or signals the child if it is a new one.
