@@ -378,17 +378,10 @@ fn resolve_secret(
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
-    let normalized = text
-        .strip_prefix("localhost:")
-        .map(|port| format!("127.0.0.1:{port}"));
-    normalized
-        .as_deref()
-        .unwrap_or(text)
-        .parse()
-        .map_err(|_| ConfigError::Invalid {
-            key: "http.listen",
-            message: format!("{text:?} is not an address like 127.0.0.1:8079"),
-        })
+    crate::config::public_listen::socket_addr(text).map_err(|_| ConfigError::Invalid {
+        key: "http.listen",
+        message: format!("{text:?} is not an address like 127.0.0.1:8079"),
+    })
 }
 
 #[cfg(test)]

@@ -21,20 +21,12 @@ impl PublicListen {
         if text.starts_with('/') {
             return Ok(PublicListen::Unix(PathBuf::from(text)));
         }
-        let normalized = text
-            .strip_prefix("localhost:")
-            .map(|port| format!("127.0.0.1:{port}"));
-        normalized
-            .as_deref()
-            .unwrap_or(text)
-            .parse()
-            .map(PublicListen::Tcp)
-            .map_err(|_| {
-                format!(
-                    "{text:?} is neither an address like 127.0.0.1:8080 nor an absolute path \
+        socket_addr(text).map(PublicListen::Tcp).map_err(|_| {
+            format!(
+                "{text:?} is neither an address like 127.0.0.1:8080 nor an absolute path \
                      for a Unix socket"
-                )
-            })
+            )
+        })
     }
 }
 
@@ -44,6 +36,14 @@ impl std::fmt::Display for PublicListen {
             PublicListen::Tcp(addr) => write!(f, "{addr}"),
             PublicListen::Unix(path) => write!(f, "unix:{}", path.display()),
         }
+    }
+}
+
+/// A TCP address as the config file may write it: `localhost:PORT` means `127.0.0.1:PORT`.
+pub fn socket_addr(text: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => text.parse(),
     }
 }
 
