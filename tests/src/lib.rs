@@ -3,6 +3,7 @@
 //! binary.
 
 pub mod caddy;
+pub mod daemon_builder;
 pub mod harness;
 pub mod hostile_http;
 pub mod http_client;
