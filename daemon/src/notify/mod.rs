@@ -37,20 +37,22 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
             return;
         };
         let config = session.config();
+        let name = event.kind.name();
         if !config.notify.command.is_empty() {
-            tokio::spawn(run_command(
-                config.notify.command.clone(),
-                event.clone(),
-                config.command_timeout(),
-            ));
+            session.in_flight().spawn(
+                format!("notify.command for {name}"),
+                run_command(
+                    config.notify.command.clone(),
+                    event.clone(),
+                    config.command_timeout(),
+                ),
+            );
         }
         if config.notify.desktop && wants_desktop(&event.kind) {
-            tokio::spawn(deliver_desktop(
-                event,
-                session.clone(),
-                shutdown.clone(),
-                bus_warned.clone(),
-            ));
+            session.in_flight().spawn(
+                format!("desktop notification for {name}"),
+                deliver_desktop(event, session.clone(), shutdown.clone(), bus_warned.clone()),
+            );
         }
     }
 }
@@ -75,18 +77,15 @@ fn token_not_ready(kind: &EventKind) -> bool {
         if checks.iter().any(|c| c.name == "token" && !c.ok))
 }
 
-/// Shows `event` on the desktop and, where it offers one, serves its "Log in" button.
+/// Shows `event` on the desktop and, where it offers one, serves its "Log in" button. Showing
+/// is the delivery a stop waits for; the wait for a click ends at once when kited stops.
 async fn deliver_desktop(
     event: Event,
     session: Session,
     shutdown: CancellationToken,
     bus_warned: Arc<AtomicBool>,
 ) {
-    let shown = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        shown = show_desktop(&event) => shown,
-    };
-    match shown {
+    match show_desktop(&event).await {
         Ok(handle) => {
             if bus_warned.swap(false, Ordering::Relaxed) {
                 tracing::info!("desktop notifications work again");
@@ -274,6 +273,13 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
             return;
         }
     };
+    // Until the command is reaped, its whole group dies with this future: after `timeout`, and
+    // when a stop abandons the delivery.
+    let mut group = ProcessGroup(
+        child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32)),
+    );
     let deadline = tokio::time::Instant::now() + timeout;
     if let Some(mut stdin) = child.stdin.take() {
         let line = event.to_line();
@@ -290,14 +296,27 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
         Ok(_) => {}
         Err(_) => {
             tracing::warn!("notify.command {program} ran over {timeout:?}; killed it");
-            if let Some(pid) = child
-                .id()
-                .and_then(|id| rustix::process::Pid::from_raw(id as i32))
-            {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+            group.kill();
             let _ = child.kill().await;
         }
+    }
+    group.0 = None;
+}
+
+/// A command's process group, killed when dropped while still set.
+struct ProcessGroup(Option<rustix::process::Pid>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod systemd;
 use crate::clock;
 use crate::config::{Config, Flags};
 use crate::session::events::EventBus;
+use crate::session::in_flight::Settled;
 use crate::session::settings::Settings;
 use crate::session::Session;
 use crate::store::Store;
@@ -26,6 +27,10 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 /// ...but never longer than this, which stays below the units' `TimeoutStopSec=15`, so systemd
 /// never has to kill kited.
 const MAX_SHUTDOWN_WAIT: Duration = Duration::from_secs(12);
+/// How long a stop lets deliveries in flight (a push, a desktop notification, a
+/// `notify.command`) finish: a message mid-send completes in well under a second, while a retry
+/// waiting out its backoff or a server that never answers would only delay a restart.
+const DELIVERY_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the daemon in the foreground until SIGTERM/SIGINT or the `shutdown` op.
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
@@ -160,16 +165,36 @@ async fn serve(
     shutdown.cancel();
     tasks.close();
     let wait = (session.config().kite_timeout + SHUTDOWN_MARGIN).min(MAX_SHUTDOWN_WAIT);
-    if tokio::time::timeout(wait, tasks.wait()).await.is_err() {
+    let (served, deliveries) = tokio::join!(
+        tokio::time::timeout(wait, tasks.wait()),
+        session.in_flight().settle(DELIVERY_GRACE),
+    );
+    if served.is_err() {
         tracing::warn!(
             "{} tasks still running after {wait:?}; stopping anyway",
             tasks.len()
         );
     }
+    report_deliveries(&deliveries);
     // Only now, with the listener closed: removes the socket file if it is still ours.
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says what a stop did with the deliveries in flight: nothing when there were none.
+fn report_deliveries(settled: &Settled) {
+    match settled.finished {
+        0 => {}
+        1 => tracing::info!("stopping: the delivery in flight finished first"),
+        n => tracing::info!("stopping: the {n} deliveries in flight finished first"),
+    }
+    if !settled.abandoned.is_empty() {
+        tracing::warn!(
+            "stopping: abandoned what was still in flight after {DELIVERY_GRACE:?}: {}",
+            settled.abandoned.join(", ")
+        );
+    }
 }
 
 /// The daemon's clock: the wall clock, or — for tests that must not wait for 06:00 — the wall

@@ -169,16 +169,18 @@ async fn act(
         Action::CheckReadiness => {
             // The checks wait on Kite and the IP echo (up to kite.timeout each): on their own
             // task, so the schedule keeps its time meanwhile.
-            let session = session.clone();
-            tokio::spawn(async move {
-                let checks = crate::readiness::run(&session).await;
-                let kind = if checks.iter().all(|c| c.ok) {
-                    EventKind::MarketReady { checks }
-                } else {
-                    EventKind::MarketNotReady { checks }
-                };
-                session.events().emit(kind);
-            });
+            let checked = session.clone();
+            session
+                .in_flight()
+                .spawn("the readiness check", async move {
+                    let checks = crate::readiness::run(&checked).await;
+                    let kind = if checks.iter().all(|c| c.ok) {
+                        EventKind::MarketReady { checks }
+                    } else {
+                        EventKind::MarketNotReady { checks }
+                    };
+                    checked.events().emit(kind);
+                });
         }
     }
 }

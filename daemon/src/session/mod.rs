@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod events;
 #[cfg(test)]
 pub(crate) mod fixture;
+pub(crate) mod in_flight;
 mod links;
 mod login;
 pub(crate) mod login_link;
@@ -23,6 +24,7 @@ use crate::kite::KiteClient;
 use crate::session::delivery::DeliveryHealth;
 pub use crate::session::error::SessionError;
 use crate::session::events::EventBus;
+use crate::session::in_flight::InFlight;
 use crate::session::login_state::LoginStates;
 use crate::session::settings::Settings;
 use crate::session::ticket::TicketKey;
@@ -67,6 +69,8 @@ struct Inner {
     now: Now,
     /// How the latest push to each channel went (the `push` readiness check).
     push_health: DeliveryHealth,
+    /// The deliveries running on their own tasks, for a stop to wait for or abandon by name.
+    in_flight: InFlight,
     /// The first Zerodha user kited saw, when `kite.user_id` is not set: every later login
     /// must be this user until `kitectl logout`.
     pinned_user: Mutex<Option<String>>,
@@ -108,6 +112,7 @@ impl Session {
                 sinks: Mutex::new(Vec::new()),
                 now,
                 push_health: DeliveryHealth::default(),
+                in_flight: InFlight::default(),
                 pinned_user: Mutex::new(pinned_user),
                 ticket_key: Mutex::new(ticket_key),
             }),
@@ -143,6 +148,12 @@ impl Session {
             .env_file_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// The deliveries running on their own tasks: the notifier, push and the schedule start
+    /// them here, and a stop settles them.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.inner.in_flight
     }
 
     /// Push channels' delivery health: push records into it, `doctor` reads it.

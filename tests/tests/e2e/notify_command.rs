@@ -120,6 +120,84 @@ fn notify_command_gets_the_event_never_the_token_and_is_killed_when_it_hangs() {
     assert_eq!(daemon.ctl(&["ping"]).status.code(), Some(0));
 }
 
+/// On `token_new` the hook takes 1.5 s and then leaves `token_new.done`; on `token_invalidated`
+/// it hangs with a child of its own.
+const SLOW_HOOK: &str = r#"dir="$1"
+case "$KITED_EVENT" in
+token_new)
+  sleep 1.5
+  echo done > "$dir/token_new.done" ;;
+token_invalidated)
+  sleep 600 &
+  echo $! > "$dir/child.pid"
+  echo $$ > "$dir/hook.pid"
+  wait ;;
+esac
+"#;
+
+#[test]
+fn a_stop_lets_a_quick_delivery_finish_and_abandons_a_hung_one_by_name() {
+    let sim = sim();
+    let files = scratch();
+    let hook = script(&files.path().join("hook.sh"), SLOW_HOOK);
+    let out_dir = files.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let mut daemon = Daemon::builder(&sim)
+        .config_toml(&format!(
+            "[notify]\ndesktop = false\ncommand = [{}, {}]\n",
+            toml_string(&hook.display().to_string()),
+            toml_string(&out_dir.display().to_string())
+        ))
+        // Far beyond the test: only the stop ends the hung hook.
+        .env("KITED_COMMAND_TIMEOUT_MS", "600000")
+        .start();
+    login_headless(&daemon);
+    logout(&daemon);
+    let read_pid = |name: &str| -> Option<i32> {
+        fs::read_to_string(out_dir.join(name))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    eventually(WAIT, "the token_invalidated hook to hang", || {
+        read_pid("hook.pid").is_some() && read_pid("child.pid").is_some()
+    });
+    let (hook_pid, child_pid) = (
+        read_pid("hook.pid").unwrap(),
+        read_pid("child.pid").unwrap(),
+    );
+    assert!(
+        !out_dir.join("token_new.done").exists(),
+        "the token_new hook is still running when the stop begins"
+    );
+    let stopping = Instant::now();
+    assert!(daemon.terminate().success(), "{}", daemon.log());
+    let took = stopping.elapsed();
+    // The hung hook holds the stop for the grace (2 s), no longer.
+    assert!(took < Duration::from_secs(6), "the stop took {took:?}");
+    assert!(
+        out_dir.join("token_new.done").exists(),
+        "the quick delivery was cut short: {}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let abandoned = log
+        .lines()
+        .find(|l| l.contains("abandoned what was still in flight"))
+        .unwrap_or_else(|| panic!("no line names the abandoned deliveries: {log}"));
+    assert!(
+        abandoned.contains("notify.command for token_invalidated")
+            && !abandoned.contains("token_new"),
+        "{abandoned}"
+    );
+    assert!(
+        log.contains("the delivery in flight finished first"),
+        "{log}"
+    );
+    eventually(WAIT, "the abandoned hook and its child to be killed", || {
+        !pid_alive(hook_pid) && !pid_alive(child_pid)
+    });
+}
+
 // 6. hooks.env_file
 
 fn env_map(path: &Path) -> HashMap<String, String> {

@@ -222,15 +222,12 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
         for channel in Channel::all(&config.push) {
             let client = client.clone();
             let message = message.clone();
-            let shutdown = shutdown.clone();
             let health = session.push_health().clone();
             let ticket = health.begin(channel.name());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = deliver(&channel, &client, &message, &health, ticket) => {}
-                }
-            });
+            session.in_flight().spawn(
+                format!("push {} to {}", message.event, channel.name()),
+                async move { deliver(&channel, &client, &message, &health, ticket).await },
+            );
         }
     }
 }
