@@ -26,10 +26,35 @@ pub struct UserManager {
     dir: PathBuf,
 }
 
+/// The directories every service of the units gets a private, empty copy of (`PrivateTmp=`):
+/// nothing under them is visible to kited when systemd starts it.
+const PRIVATE_TO_SERVICES: [&str; 2] = ["/tmp", "/var/tmp"];
+/// Where [`service_visible_dir`] goes when `within` is hidden: the tests that start a user
+/// manager run as root, and /var/lib is neither private to services nor read-only for root.
+const VISIBLE_FALLBACK: &str = "/var/lib";
+
+/// A fresh directory for [`UserManager::start`] and the binaries its services run: under
+/// `within` (the test's scratch space), unless that lies where services see an empty private
+/// directory instead, as it does for a checkout under /tmp; then under /var/lib. Removed when
+/// dropped.
+pub fn service_visible_dir(within: &Path) -> std::io::Result<tempfile::TempDir> {
+    let resolved = within.canonicalize()?;
+    let hidden = PRIVATE_TO_SERVICES
+        .iter()
+        .any(|private| resolved.starts_with(private));
+    let parent = if hidden {
+        Path::new(VISIBLE_FALLBACK)
+    } else {
+        within
+    };
+    tempfile::Builder::new()
+        .prefix("kite-tests-sd-")
+        .tempdir_in(parent)
+}
+
 impl UserManager {
-    /// Starts a user manager with its files under `dir` (must not be under /tmp or a home: the
-    /// units' `PrivateTmp=` and `ProtectHome=` would hide it from the services). Returns why not
-    /// when this machine cannot run one.
+    /// Starts a user manager with its files under `dir`, which must be visible to services (see
+    /// [`service_visible_dir`]). Returns why not when this machine cannot run one.
     pub fn start(dir: &Path) -> Result<UserManager, String> {
         if !Path::new(SYSTEMD).exists() {
             return Err(format!("{SYSTEMD} is missing (apt-get install systemd)"));
@@ -145,6 +170,19 @@ impl UserManager {
     /// `$XDG_RUNTIME_DIR`.
     pub fn runtime_dir(&self) -> PathBuf {
         self.dir.join("run")
+    }
+
+    /// A copy of `binary` in the manager's directory, where its services can run it whatever
+    /// the checkout's own location hides from them.
+    pub fn install_binary(&self, binary: &Path) -> std::io::Result<PathBuf> {
+        let dir = self.dir.join("bin");
+        fs::create_dir_all(&dir)?;
+        let name = binary.file_name().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a binary path has a name")
+        })?;
+        let copy = dir.join(name);
+        fs::copy(binary, &copy)?;
+        Ok(copy)
     }
 
     /// `~/.config/systemd/user`, where units go.

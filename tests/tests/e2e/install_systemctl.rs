@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use kite_tests::harness::{bin, eventually, free_port};
-use kite_tests::user_manager::UserManager;
+use kite_tests::user_manager::{service_visible_dir, UserManager};
 use kite_tests::Sim;
 
 use crate::helper::{sim, text};
@@ -15,9 +15,9 @@ use crate::helper::{sim, text};
 /// How long a unit may take to change state (systemctl waits for the job itself).
 const UNIT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A private user manager in a directory outside /tmp and /home (the units' `PrivateTmp=` and
-/// `ProtectHome=` would hide those from kited). It needs root (private namespaces); a machine
-/// that cannot run one fails the test with the reason.
+/// A private user manager in a directory kited can see when systemd starts it (see
+/// `service_visible_dir`). It needs root (private namespaces); a machine that cannot run one
+/// fails the test with the reason.
 fn user_manager(dir: &Path) -> UserManager {
     match UserManager::start(dir) {
         Ok(manager) => manager,
@@ -35,6 +35,7 @@ const RELAXED: &str = "ProtectKernelTunables=no\nProtectKernelLogs=no\n";
 fn install_units(manager: &UserManager, sim: &Sim, port: u16) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let log = manager.home().join("kited.log");
+    let kited = manager.install_binary(&bin("kited")).unwrap();
     for unit in ["kited.service", "kited@.service"] {
         fs::copy(
             repo.join("systemd").join(unit),
@@ -54,7 +55,7 @@ fn install_units(manager: &UserManager, sim: &Sim, port: u16) -> PathBuf {
                 "[Service]\nExecStart=\nExecStart={kited} --profile {profile} --socket %t/kited/{profile}.sock --state-dir %S/kited/{profile} run\n\
                  Environment=KITE_API_ROOT={root} KITE_LOGIN_URL={login} KITED_LISTEN=127.0.0.1:{port}\n\
                  StandardOutput=append:{log}\nStandardError=append:{log}\n{RELAXED}",
-                kited = bin("kited").display(),
+                kited = kited.display(),
                 root = sim.url(),
                 login = sim.login_url(),
                 log = log.display(),
@@ -71,10 +72,7 @@ fn install_units(manager: &UserManager, sim: &Sim, port: u16) -> PathBuf {
     ignore = "runs a private systemd --user in new namespaces: needs root (CI runs as root)"
 )]
 fn setup_enables_the_unit_and_systemctl_drives_kited() {
-    let root = tempfile::Builder::new()
-        .prefix("sd-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let root = service_visible_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).unwrap();
     let manager = user_manager(root.path());
     let sim = sim();
     let port = free_port();

@@ -193,9 +193,11 @@ fn a_stop_lets_a_quick_delivery_finish_and_abandons_a_hung_one_by_name() {
         log.contains("the delivery in flight finished first"),
         "{log}"
     );
-    eventually(WAIT, "the abandoned hook and its child to be killed", || {
-        !pid_alive(hook_pid) && !pid_alive(child_pid)
-    });
+    eventually(
+        WAIT,
+        "the abandoned hook and its child to be killed",
+        || !pid_alive(hook_pid) && !pid_alive(child_pid),
+    );
 }
 
 // 6. hooks.env_file
