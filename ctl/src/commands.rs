@@ -265,7 +265,7 @@ fn watch(target: &Target, json: bool) -> Outcome {
     client.call(Watch {})?;
     client.set_read_timeout(None)?;
     if json {
-        // The daemon's own first line: tells a script it is subscribed (DESIGN §10).
+        // The daemon's own first line: tells a script it is subscribed.
         print(b"{\"ok\":true}\n")?;
     }
     while let Some(line) = client.read_line()? {

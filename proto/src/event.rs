@@ -297,6 +297,17 @@ mod tests {
     }
 
     #[test]
+    fn every_event_is_in_the_protocol_document() {
+        let doc = include_str!("../../docs/protocol.md");
+        for name in EventName::ALL {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/protocol.md does not describe the {name} event"
+            );
+        }
+    }
+
+    #[test]
     fn every_kind_has_a_name_and_names_round_trip() {
         let kinds = one_of_each();
         let mut named: Vec<EventName> = kinds.iter().map(EventKind::event_name).collect();

@@ -30,7 +30,8 @@ use std::time::Duration;
 
 /// Kite's own clients give up after 7 s; so do we by default.
 pub const DEFAULT_KITE_TIMEOUT: Duration = Duration::from_secs(7);
-/// The seed's development port.
+/// Where the default profile listens: the redirect URL registered with Kite names it
+/// (`http://127.0.0.1:8079/auth/callback`), so it must stay put across releases.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8079";
 pub const DEFAULT_API_ROOT: &str = "https://api.kite.trade";
 pub const DEFAULT_LOGIN_URL: &str = "https://kite.zerodha.com/connect/login";

@@ -1,4 +1,4 @@
-//! Building HTTP answers: JSON bodies, the seed's `{"detail": ...}` errors, and the status for
+//! Building HTTP answers: JSON bodies, the `{"detail": ...}` errors web dashboards expect, and the status for
 //! a failed session operation (from the one table in `kite_proto`).
 
 use crate::session::SessionError;
@@ -32,7 +32,7 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     response
 }
 
-/// An error answer in the seed's shape: `{"detail": "..."}`.
+/// An error answer in the shape web dashboards read: `{"detail": "..."}`.
 pub fn detail(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({"detail": message}))
 }

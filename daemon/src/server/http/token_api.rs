@@ -1,4 +1,4 @@
-//! The seed's token API and Kite's browser callback: the routes that log in (the callback page,
+//! The token API for web dashboards and Kite's browser callback: the routes that log in (the callback page,
 //! `refresh-info`, `generate-access-token`) and Kite's order postbacks.
 
 use crate::config::public_url::HostKind;
@@ -145,7 +145,7 @@ pub fn refresh_info(session: &Session) -> Response<Body> {
     }
 }
 
-/// The seed's `POST /api/token/generate-access-token`.
+/// `POST /api/token/generate-access-token`: a dashboard hands in the `request_token` itself.
 pub async fn generate(session: &Session, request: &HttpRequest) -> Response<Body> {
     let fail = |status: StatusCode, why: &str| {
         detail(status, &format!("Failed to generate access token: {why}"))
