@@ -63,6 +63,9 @@ pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
     let profile = target.profile.as_str();
     let files = ProfileFiles::for_profile(profile)?;
     if !args.force {
+        if let Some(why) = unsafe_dir(&files.dir) {
+            return Err(Failure::Local(why));
+        }
         for path in [&files.config, &files.secret] {
             if fs::symlink_metadata(path).is_ok() {
                 return Err(Failure::Local(format!(
@@ -296,6 +299,27 @@ fn config_text(answers: &Answers) -> String {
         text.push_str(&format!("public_url = \"{url}\"\n"));
     }
     text
+}
+
+/// Why an existing config directory is no place for the api secret: another user owns it, or
+/// others may write in it (and so swap the secret or the config under kited). `None` when it is
+/// safe or does not exist yet (it is then created 0700).
+fn unsafe_dir(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = meta.mode() & 0o777;
+    let problem = if meta.uid() != me {
+        format!("belongs to uid {}, not to you (uid {me})", meta.uid())
+    } else if mode & 0o022 != 0 {
+        format!("can be written by other users (mode {mode:04o})")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{} {problem}: they could replace the secret or the config; fix it (chown to yourself,          chmod 700) or run `kitectl setup --force` to write there anyway",
+        dir.display()
+    ))
 }
 
 /// Writes both files (0600) in the 0700 directory, each through a temporary file and a rename.

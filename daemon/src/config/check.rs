@@ -8,7 +8,7 @@ use crate::config::push::FilePush;
 use crate::config::readiness::FileReadiness;
 use crate::config::sinks::FileSinks;
 use crate::config::{Config, Flags, SecretSource};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// The width of the key column: the longest key (`push.telegram.bot_token_file`) and a space.
@@ -18,7 +18,7 @@ const KEY_WIDTH: usize = 29;
 pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
     let config = Config::from_process(flags)?;
     let callback = config.callback_url(config.listen.port());
-    let (_, secret_ok, secret_path) = describe_secret(&config);
+    let (_, secret_ok) = describe_secret(&config);
     for (key, value) in rows(&config) {
         println!("{key:<KEY_WIDTH$}{value}");
     }
@@ -28,10 +28,8 @@ pub fn run(flags: &Flags) -> anyhow::Result<ExitCode> {
     for warning in config.readiness.warnings() {
         println!("\nwarning: {warning}");
     }
-    if let Some(path) = secret_path {
-        if let Some(warning) = loose_permissions(&path) {
-            println!("\nwarning: {warning}");
-        }
+    for warning in config.secret_file_warnings() {
+        println!("\nwarning: {warning}");
     }
     if let Some(warning) = config
         .public_url
@@ -92,10 +90,10 @@ fn view(config: &Config) -> File {
     File {
         kite: FileKite {
             api_key: config.api_key.clone(),
-            api_secret_file: match &config.secret_source {
-                SecretSource::File(path) => Some(path.clone()),
-                _ => None,
-            },
+            api_secret_file: config
+                .secret_source
+                .configured_file()
+                .map(Path::to_path_buf),
             api_root: Some(config.api_root.clone()),
             login_url: Some(config.login_url.clone()),
             timeout: Some(config.kite_timeout),
@@ -264,36 +262,20 @@ fn profile_flag(profile: &str) -> String {
     }
 }
 
-/// The `kite.api_secret` row (where the secret comes from, never its value), whether it is
-/// usable, and the file it lives in.
-fn describe_secret(config: &Config) -> (String, bool, Option<PathBuf>) {
+/// The `kite.api_secret` row (where the secret comes from, never its value) and whether it is
+/// usable.
+fn describe_secret(config: &Config) -> (String, bool) {
     // A blank secret never gets here: the configuration already calls it missing.
     match &config.secret_source {
-        SecretSource::Env => ("set (KITE_API_SECRET)".to_string(), true, None),
-        SecretSource::File(p) => (
-            format!("set (kite.api_secret_file {})", p.display()),
-            true,
-            Some(p.clone()),
-        ),
-        SecretSource::Credential(p) => (
-            format!("set (systemd credential {})", p.display()),
-            true,
-            None,
-        ),
-        SecretSource::ProfileFile(p) => (
-            format!("set (the profile's secret file {})", p.display()),
-            true,
-            Some(p.clone()),
-        ),
         SecretSource::Missing if config.profile_secret_file.exists() => (
             format!(
                 "missing ({} is empty)",
                 config.profile_secret_file.display()
             ),
             false,
-            None,
         ),
-        SecretSource::Missing => ("missing".to_string(), false, None),
+        SecretSource::Missing => ("missing".to_string(), false),
+        source => (source.to_string(), true),
     }
 }
 
@@ -348,19 +330,6 @@ fn describe_redis(config: &Config) -> String {
         ),
         None => "(not configured)".into(),
     }
-}
-
-/// A warning when a secret file can be read by other users.
-fn loose_permissions(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "{} can be read by other users (mode {mode:04o}): chmod 600 {}",
-            path.display(),
-            path.display()
-        )
-    })
 }
 
 #[cfg(test)]
@@ -468,21 +437,5 @@ mod tests {
         assert!(!rows.iter().any(|(_, v)| v.contains("123:abc")));
         assert_eq!(row("push.telegram.chat_id"), "42");
         assert_eq!(row("sinks.redis.password_file"), "(none)");
-    }
-
-    #[test]
-    fn loose_secret_files_are_flagged() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        std::fs::write(&path, "x").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(loose_permissions(&path), None);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let warning = loose_permissions(&path).unwrap();
-        assert!(
-            warning.contains("0644") && warning.contains("chmod 600"),
-            "{warning}"
-        );
     }
 }

@@ -16,11 +16,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key} is invalid: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("cannot read api secret file {path}: {source}")]
-    Secret {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot read {key} {path}: {source}")]
     SecretFile {
         key: &'static str,

@@ -1,7 +1,6 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
 pub(crate) mod check;
-pub(crate) mod credential;
 pub(crate) mod error;
 pub(crate) mod expiry;
 pub(crate) mod file;
@@ -9,6 +8,7 @@ pub(crate) mod public_listen;
 pub(crate) mod public_url;
 pub(crate) mod push;
 pub(crate) mod readiness;
+pub(crate) mod secrets;
 pub(crate) mod sinks;
 pub(crate) mod testing;
 
@@ -20,6 +20,8 @@ use crate::config::public_listen::PublicListen;
 use crate::config::public_url::PublicUrl;
 use crate::config::push::PushSettings;
 pub use crate::config::readiness::Readiness;
+use crate::config::secrets::SecretPlaces;
+pub use crate::config::secrets::SecretSource;
 use crate::config::sinks::SinkSettings;
 use crate::config::testing::resolve_testing;
 pub use crate::config::testing::Testing;
@@ -52,17 +54,6 @@ pub struct Flags {
     pub listen: Option<String>,
     pub socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
-}
-
-/// Where the api secret came from (shown by `check-config`, never the value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Env,
-    File(PathBuf),
-    Credential(PathBuf),
-    /// `$XDG_CONFIG_HOME/kited/PROFILE.api-secret`, the last source.
-    ProfileFile(PathBuf),
-    Missing,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +124,32 @@ impl Config {
         self.api_key.is_some() && self.api_secret.is_some()
     }
 
+    /// Where every secret in use came from: the api secret, the channels' tokens, the Redis
+    /// password, each with its config key.
+    pub fn secret_sources(&self) -> Vec<(&'static str, &SecretSource)> {
+        let mut sources = vec![("kite.api_secret", &self.secret_source)];
+        if let Some(telegram) = &self.push.telegram {
+            sources.push(("push.telegram.bot_token", &telegram.token_source));
+        }
+        if let Some(ntfy) = &self.push.ntfy {
+            sources.push(("push.ntfy.token", &ntfy.token_source));
+        }
+        if let Some(redis) = &self.sinks.redis {
+            sources.push(("sinks.redis.password", &redis.password_source));
+        }
+        sources
+    }
+
+    /// A warning for every secret kept in a file that others can read or that another user
+    /// owns: `check-config` prints them and kited logs them at start.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
+        self.secret_sources()
+            .into_iter()
+            .filter_map(|(_, source)| source.kept_in())
+            .filter_map(secrets::exposure_warning)
+            .collect()
+    }
+
     /// The widest warning window (the "expiring" state starts there).
     pub fn expiring_window(&self) -> chrono::Duration {
         let widest = self.expiry.warn_before.first().copied().unwrap_or_default();
@@ -180,11 +197,16 @@ impl Config {
             .or(file.kite.api_key.clone())
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty());
-        let (api_secret, secret_source) = match resolve_secret(&file, &env, &profile_secret_file)? {
-            // An empty secret can never produce a valid checksum: call it missing, loudly.
-            (Some(secret), _) if secret.expose().trim().is_empty() => (None, SecretSource::Missing),
-            resolved => resolved,
-        };
+        let (api_secret, secret_source) = secrets::resolve(
+            &SecretPlaces {
+                var: "KITE_API_SECRET",
+                file_key: "kite.api_secret_file",
+                file: file.kite.api_secret_file.as_deref(),
+                credential: CREDENTIAL_NAME,
+                profile_file: Some(&profile_secret_file),
+            },
+            &env,
+        )?;
         let api_root = env("KITE_API_ROOT")
             .or(file.kite.api_root.clone())
             .unwrap_or_else(|| DEFAULT_API_ROOT.into())
@@ -341,41 +363,6 @@ fn parse_file(path: &Path, text: &str) -> Result<File, ConfigError> {
                 .map(|span| format!(" (line {})", text[..span.start].matches('\n').count() + 1))
                 .unwrap_or_default(),
     })
-}
-
-fn resolve_secret(
-    file: &File,
-    env: &dyn Fn(&str) -> Option<String>,
-    profile_secret_file: &Path,
-) -> Result<(Option<Secret>, SecretSource), ConfigError> {
-    if let Some(secret) = env("KITE_API_SECRET") {
-        return Ok((Some(Secret::new(secret.trim())), SecretSource::Env));
-    }
-    let read = |path: &Path| {
-        std::fs::read_to_string(path)
-            .map(|text| Secret::new(text.trim_end_matches(['\n', '\r'])))
-            .map_err(|source| ConfigError::Secret {
-                path: path.to_path_buf(),
-                source,
-            })
-    };
-    if let Some(path) = &file.kite.api_secret_file {
-        return Ok((Some(read(path)?), SecretSource::File(path.clone())));
-    }
-    if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&dir).join(CREDENTIAL_NAME);
-        if path.exists() {
-            return Ok((Some(read(&path)?), SecretSource::Credential(path)));
-        }
-    }
-    if profile_secret_file.exists() {
-        let secret = read(profile_secret_file)?;
-        return Ok((
-            Some(secret),
-            SecretSource::ProfileFile(profile_secret_file.to_path_buf()),
-        ));
-    }
-    Ok((None, SecretSource::Missing))
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {

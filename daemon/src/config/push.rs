@@ -1,9 +1,8 @@
 //! The `[push]` config tables: which events go out, and the Telegram and ntfy channels with
 //! their tokens (from a file, systemd's credentials directory, or the environment).
 
-use crate::config::credential::resolve_token;
-pub use crate::config::credential::TokenSource;
 use crate::config::error::ConfigError;
+use crate::config::secrets::{self, SecretPlaces, SecretSource};
 use crate::token::Secret;
 use kite_proto::event::EventName;
 use serde::{Deserialize, Serialize};
@@ -40,7 +39,7 @@ pub struct PushSettings {
 #[derive(Debug, Clone)]
 pub struct TelegramSettings {
     pub bot_token: Secret,
-    pub token_source: TokenSource,
+    pub token_source: SecretSource,
     pub chat_id: String,
     /// No trailing slash.
     pub api_root: String,
@@ -51,7 +50,7 @@ pub struct NtfySettings {
     /// Server and topic: `https://ntfy.sh/kite-7f3a9c`.
     pub url: String,
     pub token: Option<Secret>,
-    pub token_source: TokenSource,
+    pub token_source: SecretSource,
 }
 
 impl PushSettings {
@@ -134,11 +133,14 @@ fn resolve_telegram(
             .as_deref()
             .unwrap_or(DEFAULT_TELEGRAM_API_ROOT),
     )?;
-    let (token, token_source) = resolve_token(
-        "push.telegram.bot_token_file",
-        file.bot_token_file.as_deref(),
-        TELEGRAM_CREDENTIAL,
-        TELEGRAM_TOKEN_ENV,
+    let (token, token_source) = secrets::resolve(
+        &SecretPlaces {
+            var: TELEGRAM_TOKEN_ENV,
+            file_key: "push.telegram.bot_token_file",
+            file: file.bot_token_file.as_deref(),
+            credential: TELEGRAM_CREDENTIAL,
+            profile_file: None,
+        },
         env,
     )?;
     let Some(bot_token) = token else {
@@ -172,11 +174,14 @@ fn resolve_ntfy(
             })
         }
     };
-    let (token, token_source) = resolve_token(
-        "push.ntfy.token_file",
-        file.token_file.as_deref(),
-        NTFY_CREDENTIAL,
-        NTFY_TOKEN_ENV,
+    let (token, token_source) = secrets::resolve(
+        &SecretPlaces {
+            var: NTFY_TOKEN_ENV,
+            file_key: "push.ntfy.token_file",
+            file: file.token_file.as_deref(),
+            credential: NTFY_CREDENTIAL,
+            profile_file: None,
+        },
         env,
     )?;
     Ok(NtfySettings {
@@ -241,13 +246,13 @@ impl FilePush {
                     .collect(),
             ),
             telegram: settings.telegram.as_ref().map(|t| FileTelegram {
-                bot_token_file: t.token_source.file().map(Path::to_path_buf),
+                bot_token_file: t.token_source.configured_file().map(Path::to_path_buf),
                 chat_id: Some(ChatId::Text(t.chat_id.clone())),
                 api_root: Some(t.api_root.clone()),
             }),
             ntfy: settings.ntfy.as_ref().map(|n| FileNtfy {
                 url: Some(n.url.clone()),
-                token_file: n.token_source.file().map(Path::to_path_buf),
+                token_file: n.token_source.configured_file().map(Path::to_path_buf),
             }),
         }
     }
@@ -328,7 +333,7 @@ mod tests {
         let ntfy = settings.ntfy.unwrap();
         assert_eq!(ntfy.url, "https://ntfy.sh/t");
         assert!(ntfy.token.is_none());
-        assert_eq!(ntfy.token_source, TokenSource::Missing);
+        assert_eq!(ntfy.token_source, SecretSource::Missing);
     }
 
     #[test]
@@ -362,7 +367,13 @@ mod tests {
             .telegram
             .unwrap();
         assert_eq!(telegram.bot_token.expose(), "42:fromfile");
-        assert_eq!(telegram.token_source, TokenSource::File(file));
+        assert_eq!(
+            telegram.token_source,
+            SecretSource::File {
+                key: "push.telegram.bot_token_file",
+                path: file
+            }
+        );
         // The environment beats both; a blank credential (the units' fallback) is no token.
         let telegram = resolve(&toml_text, &[("KITED_TELEGRAM_BOT_TOKEN", "42:fromenv")])
             .unwrap()
@@ -378,7 +389,7 @@ mod tests {
         .ntfy
         .unwrap();
         assert!(ntfy.token.is_none());
-        assert_eq!(ntfy.token_source, TokenSource::Missing);
+        assert_eq!(ntfy.token_source, SecretSource::Missing);
     }
 
     #[test]

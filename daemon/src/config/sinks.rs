@@ -1,8 +1,8 @@
 //! The `[sinks.redis]` table: where kited publishes the token for programs on other hosts and in
 //! containers, the ACL user and its password (never in the URL), the key and channel names.
 
-use crate::config::credential::{resolve_token, TokenSource};
 use crate::config::error::ConfigError;
+use crate::config::secrets::{self, SecretPlaces, SecretSource};
 use crate::token::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ pub struct RedisSettings {
     pub tls: bool,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    pub password_source: TokenSource,
+    pub password_source: SecretSource,
     /// With `{profile}` already replaced.
     pub key: String,
     pub channel: String,
@@ -142,11 +142,14 @@ fn resolve_redis(
         .or_else(|| Some(url.username().to_string()))
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
-    let (password, password_source) = resolve_token(
-        "sinks.redis.password_file",
-        file.password_file.as_deref(),
-        REDIS_CREDENTIAL,
-        REDIS_PASSWORD_ENV,
+    let (password, password_source) = secrets::resolve(
+        &SecretPlaces {
+            var: REDIS_PASSWORD_ENV,
+            file_key: "sinks.redis.password_file",
+            file: file.password_file.as_deref(),
+            credential: REDIS_CREDENTIAL,
+            profile_file: None,
+        },
         env,
     )?;
     let name = |key: &'static str, value: Option<&str>, default: &str| {
@@ -221,7 +224,7 @@ impl FileSinks {
             redis: settings.redis.as_ref().map(|r| FileRedis {
                 url: Some(redacted_url(&r.url)),
                 username: r.username.clone(),
-                password_file: r.password_source.file().map(Path::to_path_buf),
+                password_file: r.password_source.configured_file().map(Path::to_path_buf),
                 key: Some(r.key.clone()),
                 channel: Some(r.channel.clone()),
                 ca_file: r.ca_file.clone(),

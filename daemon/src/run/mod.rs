@@ -84,7 +84,12 @@ async fn serve(
              serving status only"
         );
     }
-    for warning in config.readiness.warnings() {
+    for warning in config
+        .readiness
+        .warnings()
+        .into_iter()
+        .chain(config.secret_file_warnings())
+    {
         tracing::warn!("{warning}");
     }
     if let Some(warning) = config

@@ -174,3 +174,31 @@ fn check_config_shows_where_the_secret_comes_from_never_the_value() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
 }
+
+#[test]
+fn a_channel_token_file_others_can_read_is_warned_about_at_start() {
+    let sim = sim();
+    let files = tempfile::tempdir().unwrap();
+    let token_file = files.path().join("ntfy-token");
+    fs::write(&token_file, "tk_kitedtestntfytoken0001\n").unwrap();
+    fs::set_permissions(&token_file, fs::Permissions::from_mode(0o640)).unwrap();
+    let daemon = Daemon::builder(&sim)
+        .config_toml(&format!(
+            "{QUIET}\n[push.ntfy]\nurl = \"http://127.0.0.1:9/kited-test\"\ntoken_file = {:?}\n",
+            token_file.display().to_string()
+        ))
+        .start();
+    let log = daemon.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("can be read by other users"))
+        .unwrap_or_else(|| panic!("no warning about the token file at start: {log}"));
+    assert!(
+        warning.contains(token_file.to_str().unwrap()) && warning.contains("mode 0640"),
+        "{warning}"
+    );
+    assert!(
+        !log.contains("kitedtestntfytoken"),
+        "the token reached the log: {log}"
+    );
+}

@@ -318,7 +318,10 @@ fn an_acl_user_that_may_only_write_the_key_and_a_bot_that_may_only_read_it() {
     let check = check_config(&d);
     let check = String::from_utf8_lossy(&check.stdout).to_string();
     assert!(check.contains("user kited"), "{check}");
-    assert!(check.contains(&format!("password set ({})", password_file.display())));
+    assert!(check.contains(&format!(
+        "password set (sinks.redis.password_file {})",
+        password_file.display()
+    )));
     assert!(!check.contains("kited-pw"), "{check}");
 }
 

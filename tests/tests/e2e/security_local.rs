@@ -272,3 +272,56 @@ fn no_channel_token_reaches_a_notify_command() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// kitectl setup and a config directory others can change
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn setup_refuses_a_config_dir_others_can_write_unless_forced() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = crate::helper::setup::Home::new();
+    std::fs::create_dir_all(home.kited_dir()).unwrap();
+    std::fs::set_permissions(home.kited_dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let args = [
+        "setup",
+        "--no-systemd",
+        "--api-key",
+        "abcdef12",
+        "--api-secret-file",
+        "-",
+    ];
+    let out = home.run(&args, "a-secret\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(home.kited_dir().to_str().unwrap()) && stderr.contains("mode 0777"),
+        "names the directory and its mode: {stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(
+        !home.file("default.api-secret").exists(),
+        "the secret was written"
+    );
+    assert!(
+        !home.file("default.toml").exists(),
+        "the config was written"
+    );
+
+    // With --force it writes, and makes the directory private.
+    let forced: Vec<&str> = args.iter().copied().chain(["--force"]).collect();
+    let out = home.run(&forced, "a-secret\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(home.kited_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(home.file("default.api-secret").exists());
+}
