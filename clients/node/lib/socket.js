@@ -92,28 +92,46 @@ function checkDir(dir) {
   return true;
 }
 
-/** The socket file must be a socket (not a symlink) owned by this user or root. */
-function checkSocketFile(p) {
-  const st = lstat(p);
-  if (!st) return false;
-  if (st.isSymbolicLink()) throw untrusted(`${p} is a symbolic link, not kited's own file`);
+/** The socket file must be a socket owned by this user or root. */
+function checkSocketFile(p, st) {
   if (!st.isSocket()) throw untrusted(`${p} is not a socket`);
   if (!trustedUid(st.uid)) throw ownedBy(p, st.uid);
-  return true;
 }
 
+/** How many symbolic links in a row a socket path may go through (kitectl's bound): a link to a
+ * link is plenty, and a bound ends a loop. */
+const MAX_LINK_HOPS = 8;
+
 /**
- * Checks the directory, then the socket file, before connecting. kitectl also asks the kernel
- * for the listening process's uid (SO_PEERCRED); Node cannot without native code, so the socket
- * file's owner stands in for it: only its owner (or root) can have bound it in a directory
- * nobody else can write.
+ * Checks the directory, then the socket file, before connecting. The last component may be
+ * this user's own symbolic link (`~/kited.sock` pointing at the runtime socket) in a directory
+ * that passes the checks; its target is then checked the same way. A link in place of a
+ * directory is refused, as is a link someone else owns.
+ *
+ * kitectl also asks the kernel for the listening process's uid (SO_PEERCRED); Node cannot
+ * without native code, so the socket file's owner stands in for it: only its owner (or root)
+ * can have bound it in a directory nobody else can write.
  */
 function checkSocketPath(p) {
-  if (p.includes('/')) {
-    const dir = path.dirname(p);
-    if (!checkDir(dir)) return;
+  for (let hop = 0; hop <= MAX_LINK_HOPS; hop += 1) {
+    const dir = p.includes('/') ? path.dirname(p) : null;
+    if (dir !== null && !checkDir(dir)) return;
+    const st = lstat(p);
+    if (!st) return;
+    if (!st.isSymbolicLink()) {
+      checkSocketFile(p, st);
+      return;
+    }
+    if (!trustedUid(st.uid)) throw ownedBy(p, st.uid);
+    let target;
+    try {
+      target = fs.readlinkSync(p);
+    } catch (e) {
+      throw untrusted(`cannot check ${p}: ${e.message}`);
+    }
+    p = dir === null ? target : path.resolve(dir, target);
   }
-  checkSocketFile(p);
+  throw untrusted(`${p}: more than ${MAX_LINK_HOPS} symbolic links in a row`);
 }
 
 function startHint(p) {
@@ -270,7 +288,6 @@ module.exports = {
   Connection,
   call,
   checkDir,
-  checkSocketFile,
   checkSocketPath,
   profileName,
   runtimeDir,

@@ -146,3 +146,36 @@ test('a socket directory others can write to is refused before connecting', asyn
   }
   assert.equal(await kited.getToken({ socket: daemon.socket }), (await sim.tokens())[0]);
 });
+
+test('your own link to the socket is followed, and its target checked', async () => {
+  const runDir = path.dirname(daemon.socket);
+  const dir = tempDir('kited-node-link-');
+  dirs.add(dir);
+  const token = (await sim.tokens())[0];
+  // Absolute, relative, and a link to a link: each reaches kited.
+  fs.symlinkSync(daemon.socket, path.join(dir, 'kited.sock'));
+  fs.symlinkSync(path.relative(dir, daemon.socket), path.join(dir, 'relative.sock'));
+  fs.symlinkSync(path.join(dir, 'kited.sock'), path.join(dir, 'again.sock'));
+  for (const name of ['kited.sock', 'relative.sock', 'again.sock']) {
+    assert.equal(await kited.getToken({ socket: path.join(dir, name) }), token, name);
+  }
+  // The target is checked like any socket: in a directory others can write, refused.
+  fs.chmodSync(runDir, 0o777);
+  try {
+    await assert.rejects(
+      kited.getToken({ socket: path.join(dir, 'kited.sock') }),
+      /can be written by other users \(mode 0777\)/,
+    );
+  } finally {
+    fs.chmodSync(runDir, 0o700);
+  }
+  // A loop ends.
+  fs.symlinkSync('loop.sock', path.join(dir, 'loop.sock'));
+  await assert.rejects(kited.getToken({ socket: path.join(dir, 'loop.sock') }), /symbolic links in a row/);
+  // A link another user owns is refused (only root can make one here; CI runs as root).
+  if (process.geteuid() === 0 || process.env.CI === 'true') {
+    fs.symlinkSync(daemon.socket, path.join(dir, 'theirs.sock'));
+    fs.lchownSync(path.join(dir, 'theirs.sock'), 4242, 4242);
+    await assert.rejects(kited.getToken({ socket: path.join(dir, 'theirs.sock') }), /belongs to uid 4242/);
+  }
+});

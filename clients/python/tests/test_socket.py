@@ -110,7 +110,7 @@ class SocketDiscoveryAndTrust(unittest.TestCase):
             kited.get_token(socket=str(loose / "default.sock"))
         self.assert_never_connected(listener)
 
-    def test_a_symlinked_directory_or_socket_is_refused(self) -> None:
+    def test_a_symlinked_directory_or_a_foreign_socket_is_refused(self) -> None:
         real = self.dir / "real"
         real.mkdir(mode=0o700)
         listener = self.listener_in(real)
@@ -118,14 +118,53 @@ class SocketDiscoveryAndTrust(unittest.TestCase):
         with self.assertRaises(kited.UntrustedSocket) as caught:
             kited.get_token(socket=str(self.dir / "link" / "default.sock"))
         self.assertIn("symbolic link", str(caught.exception))
-        (real / "alias.sock").symlink_to(real / "default.sock")
-        with self.assertRaises(kited.UntrustedSocket):
-            kited.get_token(socket=str(real / "alias.sock"))
         plain = real / "plain.sock"
         plain.write_text("")
         with self.assertRaises(kited.UntrustedSocket) as caught:
             kited.get_token(socket=str(plain))
         self.assertIn("not a socket", str(caught.exception))
+        self.assert_never_connected(listener)
+
+    def test_the_users_own_link_to_a_socket_is_followed_and_its_target_checked(self) -> None:
+        real = self.dir / "real"
+        real.mkdir(mode=0o700)
+        self.listener_in(real)
+        # An absolute link, a relative one, and a link to a link: all reach the socket.
+        (real / "alias.sock").symlink_to(real / "default.sock")
+        (real / "relative.sock").symlink_to("default.sock")
+        (self.dir / "again.sock").symlink_to(real / "alias.sock")
+        for link in ["alias.sock", "relative.sock"]:
+            socket_rules.check_socket_path(str(real / link))
+        socket_rules.check_socket_path(str(self.dir / "again.sock"))
+        # The target is checked like any socket: in a directory others can write, refused.
+        loose = self.dir / "loose"
+        loose.mkdir()
+        self.listener_in(loose)
+        loose.chmod(0o777)
+        (self.dir / "to-loose.sock").symlink_to(loose / "default.sock")
+        with self.assertRaises(kited.UntrustedSocket) as caught:
+            socket_rules.check_socket_path(str(self.dir / "to-loose.sock"))
+        self.assertIn("can be written by other users", str(caught.exception))
+        # A loop ends.
+        (self.dir / "loop.sock").symlink_to("loop.sock")
+        with self.assertRaises(kited.UntrustedSocket) as caught:
+            socket_rules.check_socket_path(str(self.dir / "loop.sock"))
+        self.assertIn("symbolic links in a row", str(caught.exception))
+
+    @unittest.skipUnless(
+        os.geteuid() == 0 or os.environ.get("CI") == "true",
+        "giving a link to another user needs root (under CI=true it runs, and fails without)",
+    )
+    def test_a_link_another_user_owns_is_refused(self) -> None:
+        real = self.dir / "real"
+        real.mkdir(mode=0o700)
+        listener = self.listener_in(real)
+        link = self.dir / "theirs.sock"
+        link.symlink_to(real / "default.sock")
+        os.lchown(link, 65534, 65534)
+        with self.assertRaises(kited.UntrustedSocket) as caught:
+            kited.get_token(socket=str(link))
+        self.assertIn("belongs to uid 65534", str(caught.exception))
         self.assert_never_connected(listener)
 
 
@@ -178,6 +217,14 @@ class TokensFromKited(WithDaemon):
             self.assertNotIn(token, shown)
             self.assertNotIn(token[:8], shown)
             self.assertIn(self.sim.api_key, shown)
+
+    def test_through_the_users_own_link_to_the_socket(self) -> None:
+        self.daemon.login()
+        links = tempfile.TemporaryDirectory(prefix="kited-py-link-")
+        self.addCleanup(links.cleanup)
+        link = Path(links.name) / "kited.sock"
+        link.symlink_to(self.daemon.socket)
+        self.assertEqual(kited.get_token(socket=str(link)), self.sim.tokens()[0])
 
     def test_found_through_xdg_runtime_dir_and_the_profile(self) -> None:
         self.daemon.login()

@@ -7,7 +7,8 @@ The rules are kitectl's, so a program and ``kitectl`` always reach the same daem
 * profile: the explicit ``profile`` argument, else ``$KITED_PROFILE``, else ``default``;
 * trust: the socket's directory must be a real directory (not a symbolic link) owned by this user
   or root and not writable by the group or others (a root-owned sticky directory such as ``/tmp``
-  excepted); the socket must be a socket owned by this user or root; and the kernel
+  excepted); the socket must be a socket owned by this user or root, or this user's own symbolic
+  link to one (checked again at its target); and the kernel
   (``SO_PEERCRED``) must say the process listening runs as this user or root. A socket another
   user planted in ``/tmp`` must never learn what this program asks.
 """
@@ -98,39 +99,65 @@ def _lstat(path: str) -> Optional[os.stat_result]:
         raise _untrusted(f"cannot check {path}: {e.strerror}") from None
 
 
+#: How many symbolic links in a row a socket path may go through (kitectl's bound): a link to a
+#: link is plenty, and a bound ends a loop.
+MAX_LINK_HOPS = 8
+
+
+def _check_dir(directory: str) -> bool:
+    """Checks the directory that holds the socket; ``False`` when it does not exist."""
+    st = _lstat(directory)
+    if st is None:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise _untrusted(f"{directory} is a symbolic link, not kited's own file")
+    if not stat.S_ISDIR(st.st_mode):
+        raise _untrusted(f"{directory} is not a directory")
+    if not _trusted_uid(st.st_uid):
+        raise _owner_problem(directory, st.st_uid)
+    mode = st.st_mode & 0o7777
+    sticky_root = mode & 0o1000 and st.st_uid == 0
+    if mode & 0o022 and not sticky_root:
+        raise _untrusted(
+            f"{directory} can be written by other users (mode {mode & 0o777:04o}), "
+            "so it cannot be trusted"
+        )
+    return True
+
+
 def check_socket_path(path: str) -> None:
     """Checks the socket's directory and then the socket file, as kitectl does before connecting.
+
+    The last component may be a symbolic link (``~/kited.sock`` pointing at the runtime socket)
+    when the link itself belongs to this user or root and sits in a directory that passes the
+    checks; its target is then checked the same way. A link in place of a directory is refused,
+    as is a link someone else owns.
 
     Raises :class:`UntrustedSocket` on a problem. A missing directory or file is not a trust
     problem (connecting then reports that kited is not running).
     """
-    directory = os.path.dirname(path)
-    if directory:
-        st = _lstat(directory)
+    for _ in range(MAX_LINK_HOPS + 1):
+        directory = os.path.dirname(path)
+        if directory and not _check_dir(directory):
+            return
+        st = _lstat(path)
         if st is None:
             return
         if stat.S_ISLNK(st.st_mode):
-            raise _untrusted(f"{directory} is a symbolic link, not kited's own file")
-        if not stat.S_ISDIR(st.st_mode):
-            raise _untrusted(f"{directory} is not a directory")
+            if not _trusted_uid(st.st_uid):
+                raise _owner_problem(path, st.st_uid)
+            try:
+                target = os.readlink(path)
+            except OSError as e:
+                raise _untrusted(f"cannot check {path}: {e.strerror}") from None
+            path = os.path.join(directory, target) if directory else target
+            continue
+        if not stat.S_ISSOCK(st.st_mode):
+            raise _untrusted(f"{path} is not a socket")
         if not _trusted_uid(st.st_uid):
-            raise _owner_problem(directory, st.st_uid)
-        mode = st.st_mode & 0o7777
-        sticky_root = mode & 0o1000 and st.st_uid == 0
-        if mode & 0o022 and not sticky_root:
-            raise _untrusted(
-                f"{directory} can be written by other users (mode {mode & 0o777:04o}), "
-                "so it cannot be trusted"
-            )
-    st = _lstat(path)
-    if st is None:
+            raise _owner_problem(path, st.st_uid)
         return
-    if stat.S_ISLNK(st.st_mode):
-        raise _untrusted(f"{path} is a symbolic link, not kited's own file")
-    if not stat.S_ISSOCK(st.st_mode):
-        raise _untrusted(f"{path} is not a socket")
-    if not _trusted_uid(st.st_uid):
-        raise _owner_problem(path, st.st_uid)
+    raise _untrusted(f"{path}: more than {MAX_LINK_HOPS} symbolic links in a row")
 
 
 def check_peer(sock: _socketlib.socket, path: str) -> None:
