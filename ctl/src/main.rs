@@ -7,6 +7,7 @@ mod commands;
 mod exit;
 mod login;
 mod paste;
+mod profile_files;
 mod profile_port;
 mod qr;
 mod setup;

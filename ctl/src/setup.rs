@@ -4,50 +4,17 @@ use crate::answers;
 use crate::cli::{SetupFlags, Target};
 use crate::client::Client;
 use crate::exit::{print, Failure};
+use crate::profile_files::ProfileFiles;
 use crate::profile_port::{profile_port, DEFAULT_PORT};
 use kite_proto::message::Status;
 use kite_proto::socket_path::DEFAULT_PROFILE;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// How long a running kited may take to reload after setup sends it SIGHUP.
 const RELOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The profile's two files under `$XDG_CONFIG_HOME/kited/`.
-struct ProfileFiles {
-    dir: PathBuf,
-    config: PathBuf,
-    secret: PathBuf,
-}
-
-impl ProfileFiles {
-    fn for_profile(profile: &str) -> Result<ProfileFiles, Failure> {
-        // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says (kited ignores it too).
-        let config_home = match std::env::var("XDG_CONFIG_HOME")
-            .ok()
-            .and_then(|v| kite_proto::socket_path::xdg_base_dir(&v))
-        {
-            Some(dir) => dir,
-            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                Some(home) => PathBuf::from(home).join(".config"),
-                None => {
-                    return Err(Failure::Local(
-                        "neither XDG_CONFIG_HOME nor HOME is set: no place for the config".into(),
-                    ))
-                }
-            },
-        };
-        let dir = config_home.join("kited");
-        Ok(ProfileFiles {
-            config: dir.join(format!("{profile}.toml")),
-            secret: dir.join(format!("{profile}.api-secret")),
-            dir,
-        })
-    }
-}
 
 /// The answers, all checked.
 struct Answers {
@@ -63,7 +30,7 @@ pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
     let profile = target.profile.as_str();
     let files = ProfileFiles::for_profile(profile)?;
     if !args.force {
-        if let Some(why) = unsafe_dir(&files.dir) {
+        if let Some(why) = files.unsafe_dir() {
             return Err(Failure::Local(why));
         }
         for path in [&files.config, &files.secret] {
@@ -79,7 +46,7 @@ pub fn run(target: &Target, args: &SetupFlags) -> Result<(), Failure> {
     if profile != DEFAULT_PROFILE {
         answers.port = Some(profile_port(&files.dir, profile)?);
     }
-    write_files(&files, &answers)?;
+    files.write(&answers.api_secret, &config_text(&answers))?;
     print(
         format!(
             "Wrote {} and {} (the api secret, mode 0600).\n",
@@ -299,63 +266,6 @@ fn config_text(answers: &Answers) -> String {
         text.push_str(&format!("public_url = \"{url}\"\n"));
     }
     text
-}
-
-/// Why an existing config directory is no place for the api secret: another user owns it, or
-/// others may write in it (and so swap the secret or the config under kited). `None` when it is
-/// safe or does not exist yet (it is then created 0700).
-fn unsafe_dir(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(dir).ok()?;
-    let me = rustix::process::geteuid().as_raw();
-    let mode = meta.mode() & 0o777;
-    let problem = if meta.uid() != me {
-        format!("belongs to uid {}, not to you (uid {me})", meta.uid())
-    } else if mode & 0o022 != 0 {
-        format!("can be written by other users (mode {mode:04o})")
-    } else {
-        return None;
-    };
-    Some(format!(
-        "{} {problem}: they could replace the secret or the config; fix it (chown to yourself,          chmod 700) or run `kitectl setup --force` to write there anyway",
-        dir.display()
-    ))
-}
-
-/// Writes both files (0600) in the 0700 directory, each through a temporary file and a rename.
-fn write_files(files: &ProfileFiles, answers: &Answers) -> Result<(), Failure> {
-    let failed =
-        |what: &Path, e: io::Error| Failure::Local(format!("cannot write {}: {e}", what.display()));
-    fs::create_dir_all(&files.dir).map_err(|e| failed(&files.dir, e))?;
-    fs::set_permissions(&files.dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| failed(&files.dir, e))?;
-    let mut secret = answers.api_secret.clone();
-    secret.push('\n');
-    write_private(&files.secret, secret.as_bytes()).map_err(|e| failed(&files.secret, e))?;
-    write_private(&files.config, config_text(answers).as_bytes())
-        .map_err(|e| failed(&files.config, e))
-}
-
-/// Writes `bytes` to `path` with mode 0600 whatever the umask, replacing it atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(format!(".tmp{}", std::process::id()));
-    let temp = PathBuf::from(temp);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
 }
 
 /// `kited` for the default profile, `kited@NAME` for the others.
