@@ -1,6 +1,9 @@
 //! Pure expiry arithmetic around the daily cutoff in Asia/Kolkata; "now" is always passed in.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, TimeZone,
+    Utc,
+};
 use chrono_tz::Tz;
 use kite_proto::TokenState;
 
@@ -22,16 +25,18 @@ pub fn parse_login_time(text: &str) -> Option<DateTime<Tz>> {
         .map(|t| t.with_timezone(&IST))
 }
 
-/// Parses one of our own RFC 3339 times.
-pub fn parse_rfc3339(text: &str) -> Option<DateTime<Tz>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&IST))
+/// A time as kited's wire answers and events carry it: RFC 3339, seconds precision, with the
+/// time's own offset (IST for every time kited makes): `2026-11-24T06:00:00+05:30`.
+pub fn rfc3339<Z: TimeZone>(time: DateTime<Z>) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
-/// RFC 3339 with the IST offset, seconds precision: `2026-11-24T06:00:00+05:30`.
-pub fn rfc3339(time: DateTime<Tz>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+/// `time` as the token record keeps it: the IST offset, whole seconds.
+pub fn stamp(time: DateTime<Tz>) -> DateTime<FixedOffset> {
+    time.with_timezone(&IST).fixed_offset().trunc_subsecs(0)
 }
 
 /// The instant `now` in IST.
@@ -60,7 +65,7 @@ pub fn cutoff_on(date: NaiveDate, cutoff: NaiveTime) -> DateTime<Tz> {
 /// The token's state at `now`. `warn_window` is the earliest warning before expiry.
 pub fn state_at(
     now: DateTime<Utc>,
-    expires_at: DateTime<Tz>,
+    expires_at: DateTime<FixedOffset>,
     invalidated: bool,
     warn_window: Duration,
 ) -> TokenState {
@@ -76,7 +81,7 @@ pub fn state_at(
 }
 
 /// Whole seconds from `now` until `expires_at`, never negative.
-pub fn seconds_left(now: DateTime<Utc>, expires_at: DateTime<Tz>) -> i64 {
+pub fn seconds_left(now: DateTime<Utc>, expires_at: DateTime<FixedOffset>) -> i64 {
     (expires_at.with_timezone(&Utc) - now).num_seconds().max(0)
 }
 
@@ -135,8 +140,22 @@ mod tests {
     }
 
     #[test]
+    fn stamps_are_ist_to_the_second() {
+        let utc = DateTime::parse_from_rfc3339("2026-11-23T03:30:00.987654321Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let kept = stamp(ist(utc));
+        assert_eq!(kept.to_rfc3339(), "2026-11-23T09:00:00+05:30");
+        assert_eq!(rfc3339(kept), "2026-11-23T09:00:00+05:30");
+        assert_eq!(
+            serde_json::to_string(&kept).unwrap(),
+            "\"2026-11-23T09:00:00+05:30\""
+        );
+    }
+
+    #[test]
     fn state_follows_the_wall_clock() {
-        let expiry = at("2026-11-24 06:00:00");
+        let expiry = stamp(at("2026-11-24 06:00:00"));
         let warn = Duration::minutes(60);
         let utc = |s: &str| at(s).with_timezone(&Utc);
         let table = [

@@ -24,33 +24,28 @@ pub fn checked_session(mut data: SessionData) -> Result<SessionData, KiteError> 
     if let Some(refresh) = data.refresh_token.as_ref().filter(|t| !t.is_empty()) {
         check_token("refresh_token", refresh.expose())?;
     }
-    data.user_id = clean_text(&data.user_id);
-    if data.user_id.is_empty() {
-        return Err(KiteError::Unacceptable("the user_id is empty".into()));
-    }
+    let profile = &mut data.profile;
     for text in [
-        &mut data.user_name,
-        &mut data.user_shortname,
-        &mut data.email,
-        &mut data.user_type,
-        &mut data.broker,
-    ]
-    .into_iter()
-    .flatten()
-    {
+        &mut profile.user_id,
+        &mut profile.user_name,
+        &mut profile.user_shortname,
+        &mut profile.email,
+        &mut profile.user_type,
+        &mut profile.broker,
+    ] {
         *text = clean_text(text);
     }
     for list in [
-        &mut data.exchanges,
-        &mut data.products,
-        &mut data.order_types,
-    ]
-    .into_iter()
-    .flatten()
-    {
+        &mut profile.exchanges,
+        &mut profile.products,
+        &mut profile.order_types,
+    ] {
         for item in list.iter_mut() {
             *item = clean_text(item);
         }
+    }
+    if profile.user_id.is_empty() {
+        return Err(KiteError::Unacceptable("the user_id is empty".into()));
     }
     Ok(data)
 }

@@ -4,7 +4,7 @@ pub(crate) mod answer;
 pub(crate) mod display_text;
 pub(crate) mod http_client;
 
-use crate::token::Secret;
+use crate::token::{Secret, UserProfile};
 use kite_proto::checksum::{refresh_checksum, session_checksum};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -60,28 +60,15 @@ impl KiteError {
     }
 }
 
-/// The parts of `POST /session/token`'s answer kited keeps. Only three fields are essential.
+/// The parts of `POST /session/token`'s answer kited keeps. Only the access token, the user id
+/// and the login time are essential.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SessionData {
     pub access_token: Secret,
-    pub user_id: String,
+    #[serde(flatten)]
+    pub profile: UserProfile,
+    /// Kite's naive IST time, `YYYY-MM-DD HH:MM:SS`.
     pub login_time: String,
-    #[serde(default)]
-    pub user_name: Option<String>,
-    #[serde(default)]
-    pub user_shortname: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub user_type: Option<String>,
-    #[serde(default)]
-    pub broker: Option<String>,
-    #[serde(default)]
-    pub exchanges: Option<Vec<String>>,
-    #[serde(default)]
-    pub products: Option<Vec<String>>,
-    #[serde(default)]
-    pub order_types: Option<Vec<String>>,
     #[serde(default)]
     pub refresh_token: Option<Secret>,
 }
@@ -421,7 +408,10 @@ mod tests {
     fn decodes_the_mock_session() {
         let body = include_str!("../../../tests/mocks/generate_session.json");
         let data: SessionData = decode(StatusCode::OK, body.as_bytes()).unwrap();
-        assert_eq!(data.user_id, "XX0000");
+        assert_eq!(data.profile.user_id, "XX0000");
+        assert_eq!(data.profile.user_shortname, "Connect");
+        assert_eq!(data.profile.exchanges.len(), 8);
+        assert_eq!(data.profile.order_types, ["MARKET", "LIMIT", "SL", "SL-M"]);
         assert_eq!(data.login_time, "2021-01-01 16:15:14");
         assert_eq!(data.refresh_token.unwrap().expose(), "");
     }

@@ -85,14 +85,14 @@ pub async fn run(session: Session, shutdown: CancellationToken) {
 /// The dotenv text: the token while usable, empty values otherwise.
 pub fn render(api_key: &str, usable: Option<&TokenRecord>) -> String {
     let (token, expires) = usable
-        .map(|r| (r.access_token.expose(), r.expires_at.as_str()))
-        .unwrap_or(("", ""));
+        .map(|r| (r.access_token.expose(), crate::clock::rfc3339(r.expires_at)))
+        .unwrap_or_default();
     format!(
         "# Written by kited; rewritten on every new token. Do not edit.\n\
          KITE_API_KEY={}\nKITE_ACCESS_TOKEN={}\nKITE_TOKEN_EXPIRES_AT={}\n",
         quote(api_key),
         quote(token),
-        quote(expires)
+        quote(&expires)
     )
 }
 

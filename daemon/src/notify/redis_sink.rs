@@ -57,9 +57,9 @@ enum Desired {
 struct KeyValue<'a> {
     api_key: &'a str,
     access_token: &'a str,
-    expires_at: &'a str,
+    expires_at: String,
     user_id: &'a str,
-    login_time: &'a str,
+    login_time: String,
 }
 
 /// Why a write did not go through; never holds the password.
@@ -322,10 +322,7 @@ fn desired(session: &Session) -> Desired {
     if !session.state_of(&record).is_usable() {
         return Desired::Delete;
     }
-    let Some(expires_at) = crate::clock::parse_rfc3339(&record.expires_at) else {
-        return Desired::Delete;
-    };
-    let left = (expires_at.with_timezone(&chrono::Utc) - session.now()).num_milliseconds();
+    let left = (record.expires_at.with_timezone(&chrono::Utc) - session.now()).num_milliseconds();
     let real_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -347,9 +344,9 @@ fn key_value(record: &TokenRecord, real_now_ms: i64, left_ms: i64) -> Option<Des
     let value = serde_json::to_string(&KeyValue {
         api_key: &record.api_key,
         access_token: record.access_token.expose(),
-        expires_at: &record.expires_at,
-        user_id: &record.user_id,
-        login_time: &record.login_time,
+        expires_at: crate::clock::rfc3339(record.expires_at),
+        user_id: &record.profile.user_id,
+        login_time: crate::clock::rfc3339(record.login_time),
     })
     .expect("a struct of strings serializes");
     Some(Desired::Set { value, exat })

@@ -9,7 +9,6 @@ use crate::session::delivery::Health;
 use crate::session::Session;
 use crate::token::TokenRecord;
 use chrono::{DateTime, Utc};
-use kite_proto::event::short_time;
 use kite_proto::Check;
 
 /// Kite's `Date` is whole seconds and the host may be a little off; two seconds either way is
@@ -72,19 +71,17 @@ fn token_check(session: &Session, token: Option<&TokenRecord>, probe: &Probe) ->
         return Check::failed("token", format!("no valid token (it is {state}): {LOG_IN}"));
     };
     match &probe.outcome {
-        Ok(_) => {
-            let who = match token.display_name() {
-                name if name.is_empty() || name == token.user_id => token.user_id.clone(),
-                name => format!("{name} ({})", token.user_id),
-            };
-            Check::passed(
-                "token",
-                format!(
-                    "logged in as {who} until {} IST",
-                    short_time(&token.expires_at)
-                ),
-            )
-        }
+        Ok(_) => Check::passed(
+            "token",
+            format!(
+                "logged in as {} until {} IST",
+                token.profile.who(),
+                token
+                    .expires_at
+                    .with_timezone(&crate::clock::IST)
+                    .format("%H:%M")
+            ),
+        ),
         Err(KiteError::Token(message)) => Check::failed(
             "token",
             format!("Kite refused the token ({message}); it is now invalidated: {LOG_IN}"),

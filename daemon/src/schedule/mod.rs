@@ -116,12 +116,10 @@ async fn act(
                 .collect::<Vec<_>>();
             done.warned.extend(passed);
             if let Some(token) = token {
-                let left = clock::parse_rfc3339(&token.expires_at)
-                    .map(|e| clock::seconds_left(now, e))
-                    .unwrap_or(0);
+                let left = clock::seconds_left(now, token.expires_at);
                 session.events().emit(EventKind::TokenExpiring {
                     minutes_left: (left + 59) / 60,
-                    expires_at: token.expires_at.clone(),
+                    expires_at: clock::rfc3339(token.expires_at),
                 });
             }
         }
@@ -129,7 +127,7 @@ async fn act(
             done.expired = true;
             if let Some(token) = token {
                 session.events().emit(EventKind::TokenExpired {
-                    expires_at: token.expires_at.clone(),
+                    expires_at: clock::rfc3339(token.expires_at),
                 });
             }
         }
@@ -202,7 +200,9 @@ async fn renew(session: &Session, token: Option<&TokenRecord>, done: &mut Done) 
     if !done.expired && token.is_some_and(|t| session.state_of(t) == TokenState::Expired) {
         done.expired = true;
         session.events().emit(EventKind::TokenExpired {
-            expires_at: token.map(|t| t.expires_at.clone()).unwrap_or_default(),
+            expires_at: token
+                .map(|t| clock::rfc3339(t.expires_at))
+                .unwrap_or_default(),
         });
     }
 }

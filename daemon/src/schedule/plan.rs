@@ -5,7 +5,7 @@
 use crate::clock;
 use crate::config::{Expiry, Readiness};
 use crate::token::TokenRecord;
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use std::collections::BTreeSet;
 
 /// The Indian equity market opens at 09:15 IST: reminders are for before then.
@@ -37,7 +37,7 @@ pub enum Action {
 #[derive(Debug, Default, Clone)]
 pub struct Done {
     /// Which token this is about: its `expires_at` and a short token hint.
-    pub token_key: Option<String>,
+    pub token_key: Option<(DateTime<FixedOffset>, String)>,
     pub warned: BTreeSet<u64>,
     pub expired: bool,
     pub last_verify: Option<DateTime<Utc>>,
@@ -50,7 +50,7 @@ pub struct Done {
 impl Done {
     /// Forgets per-token progress when the token changed.
     pub fn follow(&mut self, token: Option<&TokenRecord>, now: DateTime<Utc>) {
-        let key = token.map(|t| format!("{} {}", t.expires_at, t.access_token.hint()));
+        let key = token.map(|t| (t.expires_at, t.access_token.hint()));
         if key != self.token_key {
             let last_remind = self.last_remind;
             *self = Done {
@@ -95,52 +95,48 @@ pub fn plan(
     };
     let live = token.filter(|t| t.invalidated.is_none());
     if let Some(token) = live {
-        if let Some(expires_at) = clock::parse_rfc3339(&token.expires_at) {
-            let expires_at = expires_at.with_timezone(&Utc);
-            let renewable = token.refresh_token.is_some();
-            if now < expires_at {
-                if !renewable {
-                    // Only the narrowest warning whose time has come is sent: after a suspend,
-                    // one message, not three (acting on it marks the wider ones done too).
-                    let mut narrowest_due: Option<u64> = None;
-                    for window in &expiry.warn_before {
-                        let secs = window.as_secs();
-                        if done.warned.contains(&secs) {
-                            continue;
-                        }
-                        let when = expires_at - chrono::Duration::seconds(secs as i64);
-                        if when <= now {
-                            narrowest_due = Some(narrowest_due.map_or(secs, |n| n.min(secs)));
-                        } else {
-                            at(when, Action::Warn { window_secs: secs }, &mut due);
-                        }
+        let expires_at = token.expires_at.with_timezone(&Utc);
+        let renewable = token.refresh_token.is_some();
+        if now < expires_at {
+            if !renewable {
+                // Only the narrowest warning whose time has come is sent: after a suspend,
+                // one message, not three (acting on it marks the wider ones done too).
+                let mut narrowest_due: Option<u64> = None;
+                for window in &expiry.warn_before {
+                    let secs = window.as_secs();
+                    if done.warned.contains(&secs) {
+                        continue;
                     }
-                    if let Some(secs) = narrowest_due {
-                        due.push(Action::Warn { window_secs: secs });
+                    let when = expires_at - chrono::Duration::seconds(secs as i64);
+                    if when <= now {
+                        narrowest_due = Some(narrowest_due.map_or(secs, |n| n.min(secs)));
+                    } else {
+                        at(when, Action::Warn { window_secs: secs }, &mut due);
                     }
                 }
-                let verify_at = done.last_verify.map_or(now, |last| {
-                    last + chrono::Duration::from_std(expiry.verify_every).unwrap_or_default()
-                });
-                at(verify_at.min(expires_at), Action::Verify, &mut due);
+                if let Some(secs) = narrowest_due {
+                    due.push(Action::Warn { window_secs: secs });
+                }
             }
-            if renewable && !done.renew_refused {
-                at(
-                    done.next_renew.unwrap_or(expires_at),
-                    Action::Renew,
-                    &mut due,
-                );
-            } else if !done.expired && !renewable {
-                at(expires_at, Action::Expire, &mut due);
-            }
+            let verify_at = done.last_verify.map_or(now, |last| {
+                last + chrono::Duration::from_std(expiry.verify_every).unwrap_or_default()
+            });
+            at(verify_at.min(expires_at), Action::Verify, &mut due);
+        }
+        if renewable && !done.renew_refused {
+            at(
+                done.next_renew.unwrap_or(expires_at),
+                Action::Renew,
+                &mut due,
+            );
+        } else if !done.expired && !renewable {
+            at(expires_at, Action::Expire, &mut due);
         }
     }
     if let Some(when) = reminder_next {
         at(when, Action::Remind, &mut due);
     }
-    let usable = live.is_some_and(|t| {
-        clock::parse_rfc3339(&t.expires_at).is_some_and(|e| now < e.with_timezone(&Utc))
-    });
+    let usable = live.is_some_and(|t| now < t.expires_at);
     if let Some(when) = next_repeat(now, done.last_remind, usable, readiness, expiry) {
         at(when, Action::Remind, &mut due);
     }

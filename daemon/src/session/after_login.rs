@@ -31,9 +31,9 @@ impl Session {
         if let Some(new_refresh) = data.refresh_token.filter(|t| !t.is_empty()) {
             record.refresh_token = Some(new_refresh);
         }
-        record.login_time = clock::rfc3339(login_time);
+        record.login_time = clock::stamp(login_time);
         record.expires_at =
-            clock::rfc3339(clock::expires_at(login_time, self.config().expiry.cutoff));
+            clock::stamp(clock::expires_at(login_time, self.config().expiry.cutoff));
         record.invalidated = None;
         self.store_and_announce(record).await.map(Some)
     }

@@ -94,23 +94,21 @@ impl Session {
         let expected = self.expected_user();
         if let Some((expected, why)) = expected
             .clone()
-            .filter(|(e, _)| !e.eq_ignore_ascii_case(&data.user_id))
+            .filter(|(e, _)| !e.eq_ignore_ascii_case(&data.profile.user_id))
         {
-            tracing::warn!(got = %data.user_id, %expected, "refused a login as another user ({why})");
-            return Err(SessionError::WrongUser {
-                expected,
-                got: data.user_id,
-                why,
-            });
+            let got = data.profile.user_id;
+            tracing::warn!(%got, %expected, "refused a login as another user ({why})");
+            return Err(SessionError::WrongUser { expected, got, why });
         }
         let record = self.record_from(data, kite.api_key())?;
         if expected.is_none() {
-            self.pin_user(Some(record.user_id.clone())).await?;
+            let user_id = &record.profile.user_id;
+            self.pin_user(Some(user_id.clone())).await?;
             tracing::info!(
-                user = %record.user_id,
+                user = %user_id,
                 "pinned Zerodha user {}: a login as anyone else is refused until `kitectl logout` \
                  (or set kite.user_id)",
-                record.user_id
+                user_id
             );
         }
         self.store_and_announce(record).await
@@ -134,18 +132,10 @@ impl Session {
         Ok(TokenRecord {
             access_token: data.access_token,
             api_key: api_key.to_string(),
-            user_name: data.user_name.unwrap_or_default(),
-            user_shortname: data.user_shortname.unwrap_or_default(),
-            email: data.email.unwrap_or_default(),
-            user_type: data.user_type.unwrap_or_default(),
-            broker: data.broker.unwrap_or_default(),
-            exchanges: data.exchanges.unwrap_or_default(),
-            products: data.products.unwrap_or_default(),
-            order_types: data.order_types.unwrap_or_default(),
-            login_time: clock::rfc3339(login_time),
-            expires_at: clock::rfc3339(expires_at),
+            profile: data.profile,
+            login_time: clock::stamp(login_time),
+            expires_at: clock::stamp(expires_at),
             refresh_token: data.refresh_token.filter(|t| !t.is_empty()),
-            user_id: data.user_id,
             invalidated: None,
         })
     }
@@ -158,16 +148,18 @@ impl Session {
         self.write(Some(record.clone())).await?;
         let record = Arc::new(record);
         self.inner.token.send_replace(Some(record.clone()));
+        let expires_at = clock::rfc3339(record.expires_at);
         tracing::info!(
-            user = %record.user_id,
+            user = %record.profile.user_id,
             token = %record.access_token.hint(),
-            expires_at = %record.expires_at,
+            %expires_at,
             "stored a new token"
         );
+        let (user_id, user_name) = record.profile.wire_names();
         self.inner.events.emit(EventKind::TokenNew {
-            user_id: record.user_id.clone(),
-            user_name: record.display_name().to_string(),
-            expires_at: record.expires_at.clone(),
+            user_id,
+            user_name,
+            expires_at,
         });
         Ok(record)
     }

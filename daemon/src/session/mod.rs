@@ -43,7 +43,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 pub struct IssuedToken {
     pub access_token: Secret,
     pub api_key: String,
-    pub expires_at: String,
+    pub expires_at: chrono::DateTime<chrono::FixedOffset>,
 }
 
 #[derive(Clone)]
@@ -93,8 +93,8 @@ impl Session {
             Some(user) => Some(user),
             None => match &stored {
                 Some(record) => {
-                    store.set_pinned_user(Some(&record.user_id))?;
-                    Some(record.user_id.clone())
+                    store.set_pinned_user(Some(&record.profile.user_id))?;
+                    Some(record.profile.user_id.clone())
                 }
                 None => None,
             },
@@ -228,12 +228,9 @@ impl Session {
 
     /// The state of `record` right now.
     pub fn state_of(&self, record: &TokenRecord) -> TokenState {
-        let Some(expires_at) = clock::parse_rfc3339(&record.expires_at) else {
-            return TokenState::Expired;
-        };
         clock::state_at(
             self.now(),
-            expires_at,
+            record.expires_at,
             record.invalidated.is_some(),
             self.config().expiring_window(),
         )
@@ -246,14 +243,14 @@ impl Session {
             .as_deref()
             .map_or(TokenState::None, |r| self.state_of(r));
         let configured = config.is_configured();
-        let seconds_left = record.as_deref().and_then(|r| {
-            let expires_at = clock::parse_rfc3339(&r.expires_at)?;
-            Some(if state.is_usable() {
-                clock::seconds_left(self.now(), expires_at)
+        let seconds_left = record.as_deref().map(|r| {
+            if state.is_usable() {
+                clock::seconds_left(self.now(), r.expires_at)
             } else {
                 0
-            })
+            }
         });
+        let (user_id, user_name) = record.as_deref().map(|r| r.profile.wire_names()).unzip();
         let hint = match (configured, state) {
             (false, _) => "Run `kitectl setup` (or set KITE_API_KEY and KITE_API_SECRET, or kite.api_key and kite.api_secret_file), then restart kited; `kited check-config` shows what it sees.".to_string(),
             (true, TokenState::Valid) => {
@@ -270,10 +267,10 @@ impl Session {
             state,
             valid: state.is_usable(),
             needs_refresh: state != TokenState::Valid,
-            user_id: record.as_ref().map(|r| r.user_id.clone()),
-            user_name: record.as_ref().map(|r| r.display_name().to_string()),
-            login_time: record.as_ref().map(|r| r.login_time.clone()),
-            expires_at: record.as_ref().map(|r| r.expires_at.clone()),
+            user_id,
+            user_name,
+            login_time: record.as_ref().map(|r| clock::rfc3339(r.login_time)),
+            expires_at: record.as_ref().map(|r| clock::rfc3339(r.expires_at)),
             seconds_left,
             profile: config.profile.clone(),
             api_key: config
@@ -302,7 +299,7 @@ impl Session {
                 return Ok(IssuedToken {
                     access_token: record.access_token.clone(),
                     api_key: record.api_key.clone(),
-                    expires_at: record.expires_at.clone(),
+                    expires_at: record.expires_at,
                 });
             }
             let not_ready = || {

@@ -441,6 +441,59 @@ mod tests {
         check(&state);
     }
 
+    /// Token records as sled holds them: every field set, and the fewest (no refresh token, no
+    /// invalidation, an empty email and lists).
+    const ON_DISK: [&str; 2] = [
+        r#"{"v":1,"token":{"access_token":"accesstoken0123456789abcdefghijk","api_key":"kitedtestkey0001","user_id":"AB1234","user_name":"Kite Tester","user_shortname":"Kite","email":"tester@example.com","user_type":"individual","broker":"ZERODHA","exchanges":["NSE","BSE"],"products":["CNC","MIS"],"order_types":["MARKET","LIMIT"],"login_time":"2026-11-23T09:00:00+05:30","expires_at":"2026-11-24T06:00:00+05:30","refresh_token":"refresh0123","invalidated":"Kite refused it: Token is invalid"}}"#,
+        r#"{"v":1,"token":{"access_token":"t1","api_key":"kitedtestkey0001","user_id":"AB1234","user_name":"Kite Tester","user_shortname":"Kite","email":"","user_type":"","broker":"ZERODHA","exchanges":[],"products":[],"order_types":[],"login_time":"2026-11-23T09:00:00+05:30","expires_at":"2026-11-24T06:00:00+05:30","refresh_token":null,"invalidated":null}}"#,
+    ];
+
+    #[test]
+    fn records_on_disk_load_and_save_byte_for_byte() {
+        let mut full = TokenRecord::sample(
+            "accesstoken0123456789abcdefghijk",
+            "2026-11-24T06:00:00+05:30",
+        );
+        full.profile.email = "tester@example.com".into();
+        full.profile.user_type = "individual".into();
+        full.profile.exchanges = vec!["NSE".into(), "BSE".into()];
+        full.profile.products = vec!["CNC".into(), "MIS".into()];
+        full.profile.order_types = vec!["MARKET".into(), "LIMIT".into()];
+        full.refresh_token = Some(crate::token::Secret::new("refresh0123"));
+        full.invalidated = Some("Kite refused it: Token is invalid".into());
+        let fewest = record("t1");
+        for (bytes, expected) in ON_DISK.into_iter().zip([full, fewest]) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), "p").unwrap();
+            store
+                .with_db(|db| db.tokens.insert(CURRENT, bytes.as_bytes()))
+                .unwrap();
+            let loaded = store.load_token().unwrap().unwrap();
+            assert_eq!(loaded, expected);
+            assert_eq!(loaded.login_time.to_rfc3339(), "2026-11-23T09:00:00+05:30");
+            assert_eq!(loaded.expires_at.to_rfc3339(), "2026-11-24T06:00:00+05:30");
+            // Written back, the record is the same bytes: times as RFC 3339 text in IST.
+            store.save_token(&loaded).unwrap();
+            let written = store.with_db(|db| db.tokens.get(CURRENT)).unwrap().unwrap();
+            assert_eq!(std::str::from_utf8(&written).unwrap(), bytes);
+            let value: serde_json::Value = serde_json::from_slice(&written).unwrap();
+            assert_eq!(value["token"]["expires_at"], "2026-11-24T06:00:00+05:30");
+            assert_eq!(value["token"]["login_time"], "2026-11-23T09:00:00+05:30");
+        }
+    }
+
+    #[test]
+    fn null_profile_fields_on_disk_load_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "p").unwrap();
+        let bytes = ON_DISK[1].replace(r#""email":"""#, r#""email":null"#);
+        let bytes = bytes.replace(r#""exchanges":[],"#, "");
+        store
+            .with_db(|db| db.tokens.insert(CURRENT, bytes.as_bytes()))
+            .unwrap();
+        assert_eq!(store.load_token().unwrap(), Some(record("t1")));
+    }
+
     #[test]
     fn unknown_version_is_reported_not_guessed() {
         let dir = tempfile::tempdir().unwrap();

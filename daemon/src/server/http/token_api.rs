@@ -1,12 +1,14 @@
 //! The token API for web dashboards and Kite's browser callback: the routes that log in (the callback page,
 //! `refresh-info`, `generate-access-token`) and Kite's order postbacks.
 
+use crate::clock;
 use crate::config::public_url::HostKind;
 use crate::server::http::page;
 use crate::server::http::reply::{detail, error_status, json_response, Body};
 use crate::server::http::request::HttpRequest;
 use crate::session::error::SessionError;
 use crate::session::Session;
+use chrono::{DateTime, FixedOffset};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use kite_proto::EventKind;
@@ -19,11 +21,11 @@ pub async fn callback(session: &Session, query: &str, host: HostKind) -> Respons
         Ok(record) => {
             let message = format!(
                 "Logged in as {} — you can close this tab.",
-                record.display_name()
+                record.profile.display_name()
             );
             let details =
                 vec![
-                format!("The token is valid until {}.", human_time(&record.expires_at)),
+                format!("The token is valid until {}.", human_time(record.expires_at)),
                 "kited stored it: programs get it with `kitectl get-token` (no restart needed)."
                     .to_string(),
             ];
@@ -112,12 +114,11 @@ fn sentence(text: &str) -> String {
     }
 }
 
-/// `2026-11-24T06:00:00+05:30` → `06:00 IST on Tue 24 Nov 2026` (the text as is otherwise).
-fn human_time(rfc3339: &str) -> String {
-    match crate::clock::parse_rfc3339(rfc3339) {
-        Some(t) => t.format("%H:%M IST on %a %-d %b %Y").to_string(),
-        None => rfc3339.to_string(),
-    }
+/// `2026-11-24T06:00:00+05:30` → `06:00 IST on Tue 24 Nov 2026`.
+fn human_time(time: DateTime<FixedOffset>) -> String {
+    time.with_timezone(&clock::IST)
+        .format("%H:%M IST on %a %-d %b %Y")
+        .to_string()
 }
 
 pub fn refresh_info(session: &Session) -> Response<Body> {
@@ -176,25 +177,20 @@ pub async fn generate(session: &Session, request: &HttpRequest) -> Response<Body
     };
     match session.exchange_pasted(&token).await {
         Ok(record) => {
-            let mut response = json_response(
-                StatusCode::OK,
-                &json!({
-                    "success": true,
-                    "access_token": record.access_token.expose(),
-                    "user_id": record.user_id,
-                    "user_name": record.user_name,
-                    "user_shortname": record.user_shortname,
-                    "email": record.email,
-                    "user_type": record.user_type,
-                    "broker": record.broker,
-                    "exchanges": record.exchanges,
-                    "products": record.products,
-                    "order_types": record.order_types,
-                    "expires_at": record.expires_at,
-                    "message": "Access token generated successfully. kited stored it: programs get it with `kitectl get-token`.",
-                    "instructions": "No restart needed: run programs with `kitectl exec -- CMD`, or read the token with `kitectl get-token`.",
-                }),
-            );
+            let mut body = json!({
+                "success": true,
+                "access_token": record.access_token.expose(),
+                "expires_at": clock::rfc3339(record.expires_at),
+                "message": "Access token generated successfully. kited stored it: programs get it with `kitectl get-token`.",
+                "instructions": "No restart needed: run programs with `kitectl exec -- CMD`, or read the token with `kitectl get-token`.",
+            });
+            // The user's whole profile beside them, under Kite's own field names.
+            if let (Value::Object(body), Ok(Value::Object(profile))) =
+                (&mut body, serde_json::to_value(&record.profile))
+            {
+                body.extend(profile);
+            }
+            let mut response = json_response(StatusCode::OK, &body);
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

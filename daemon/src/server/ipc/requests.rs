@@ -59,7 +59,7 @@ pub async fn get_token(session: &Session, request: GetToken) -> Answer<IssuedTok
     Ok(IssuedToken {
         access_token: token.access_token.expose().to_string(),
         api_key: token.api_key,
-        expires_at: token.expires_at,
+        expires_at: crate::clock::rfc3339(token.expires_at),
     })
 }
 
