@@ -220,23 +220,30 @@ mod tests {
         }
     }
 
-    /// The planner as it was before the readiness check: default `[readiness]`, no check due.
-    fn plan(
-        now: DateTime<Utc>,
-        token: Option<&TokenRecord>,
-        expiry: &Expiry,
-        done: &Done,
-        reminder_next: Option<DateTime<Utc>>,
-    ) -> Plan {
+    /// The plan at `now` (naive IST) with no reminder due and the default `[readiness]`.
+    fn plan(now: &str, token: Option<&TokenRecord>, expiry: &Expiry, done: &Done) -> Plan {
         super::plan(
-            now,
+            utc(now),
             token,
             expiry,
             done,
-            reminder_next,
+            None,
             &Readiness::default(),
             None,
         )
+    }
+
+    /// The plan at `now` (naive IST) with `readiness`, no reminder and no readiness check due.
+    fn reminding(now: &str, token: Option<&TokenRecord>, done: &Done, r: &Readiness) -> Plan {
+        super::plan(utc(now), token, &expiry(), done, None, r, None)
+    }
+
+    /// A plan with nothing due and nothing to wake for.
+    fn nothing() -> Plan {
+        Plan {
+            due: vec![],
+            next: None,
+        }
     }
 
     fn readiness(every_secs: u64) -> Readiness {
@@ -258,85 +265,48 @@ mod tests {
     fn warnings_then_expiry() {
         let t = token("2026-11-24T06:00:00+05:30");
         let mut done = Done::default();
-        let now = utc("2026-11-23 09:00:00");
-        done.follow(Some(&t), now);
-        let p = plan(now, Some(&t), &expiry(), &done, None);
+        done.follow(Some(&t), utc("2026-11-23 09:00:00"));
+        let p = plan("2026-11-23 09:00:00", Some(&t), &expiry(), &done);
         assert!(p.due.is_empty(), "{p:?}");
         // The first wake is the verify in 30 minutes.
         assert_eq!(p.next, Some(utc("2026-11-23 09:30:00")));
         // Just after 05:00 the 60-minute warning is due.
         done.last_verify = Some(utc("2026-11-24 04:59:00"));
-        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 05:00:00", Some(&t), &expiry(), &done);
         assert_eq!(p.due, vec![Action::Warn { window_secs: 3600 }]);
         done.warned.insert(3600);
-        let p = plan(utc("2026-11-24 05:00:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 05:00:00", Some(&t), &expiry(), &done);
         assert_eq!(p.next, Some(utc("2026-11-24 05:29:00")));
         // Woken after a suspend at 05:50: one warning (the 15-minute one), not two.
         let mut fresh = Done::default();
         fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
-        let p = plan(
-            utc("2026-11-24 05:50:00"),
-            Some(&t),
-            &expiry(),
-            &fresh,
-            None,
-        );
+        let p = plan("2026-11-24 05:50:00", Some(&t), &expiry(), &fresh);
         assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
         // Acting on it marks the wider window done too: no second message after the suspend.
         fresh.warned.extend([900, 3600]);
-        let p = plan(
-            utc("2026-11-24 05:50:00"),
-            Some(&t),
-            &expiry(),
-            &fresh,
-            None,
-        );
+        let p = plan("2026-11-24 05:50:00", Some(&t), &expiry(), &fresh);
         assert!(p.due.is_empty(), "{p:?}");
         // The narrowest due window wins whatever order the windows are listed in.
         let mut unsorted = expiry();
         unsorted.warn_before.reverse();
         let mut fresh = Done::default();
         fresh.follow(Some(&t), utc("2026-11-24 05:50:00"));
-        let p = plan(
-            utc("2026-11-24 05:50:00"),
-            Some(&t),
-            &unsorted,
-            &fresh,
-            None,
-        );
+        let p = plan("2026-11-24 05:50:00", Some(&t), &unsorted, &fresh);
         assert_eq!(p.due, vec![Action::Warn { window_secs: 900 }]);
         // At 06:00 the expiry.
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 06:00:00", Some(&t), &expiry(), &done);
         assert_eq!(p.due, vec![Action::Expire]);
         done.expired = true;
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
-        assert_eq!(
-            p,
-            Plan {
-                due: vec![],
-                next: None
-            }
-        );
+        let p = plan("2026-11-24 06:00:00", Some(&t), &expiry(), &done);
+        assert_eq!(p, nothing());
     }
 
     #[test]
     fn invalidated_tokens_plan_nothing() {
         let mut t = token("2026-11-24T06:00:00+05:30");
         t.invalidated = Some("x".into());
-        let p = plan(
-            utc("2026-11-23 09:00:00"),
-            Some(&t),
-            &expiry(),
-            &Done::default(),
-            None,
-        );
-        assert_eq!(
-            p,
-            Plan {
-                due: vec![],
-                next: None
-            }
-        );
+        let p = plan("2026-11-23 09:00:00", Some(&t), &expiry(), &Done::default());
+        assert_eq!(p, nothing());
     }
 
     #[test]
@@ -347,24 +317,18 @@ mod tests {
             last_verify: Some(utc("2026-11-24 05:40:00")),
             ..Done::default()
         };
-        let p = plan(utc("2026-11-24 05:50:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 05:50:00", Some(&t), &expiry(), &done);
         assert!(p.due.is_empty(), "{p:?}");
         assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 06:00:00", Some(&t), &expiry(), &done);
         assert_eq!(p.due, vec![Action::Renew]);
         // After a failed attempt, the retry time; after a refusal, nothing more.
         done.next_renew = Some(utc("2026-11-24 06:01:00"));
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
+        let p = plan("2026-11-24 06:00:00", Some(&t), &expiry(), &done);
         assert_eq!(p.next, Some(utc("2026-11-24 06:01:00")));
         done.renew_refused = true;
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &expiry(), &done, None);
-        assert_eq!(
-            p,
-            Plan {
-                due: vec![],
-                next: None
-            }
-        );
+        let p = plan("2026-11-24 06:00:00", Some(&t), &expiry(), &done);
+        assert_eq!(p, nothing());
     }
 
     #[test]
@@ -374,27 +338,21 @@ mod tests {
         e.verify_every = Duration::from_secs(1);
         let mut done = Done::default();
         done.follow(Some(&t), utc("2026-11-23 09:00:00"));
-        let p = plan(utc("2026-11-23 09:00:00"), Some(&t), &e, &done, None);
+        let p = plan("2026-11-23 09:00:00", Some(&t), &e, &done);
         assert_eq!(p.next, Some(utc("2026-11-23 09:00:01")));
-        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        let p = plan("2026-11-23 09:00:01", Some(&t), &e, &done);
         assert_eq!(p.due, vec![Action::Verify]);
         done.last_verify = Some(utc("2026-11-23 09:00:01"));
-        let p = plan(utc("2026-11-23 09:00:01"), Some(&t), &e, &done, None);
+        let p = plan("2026-11-23 09:00:01", Some(&t), &e, &done);
         assert_eq!(p.next, Some(utc("2026-11-23 09:00:02")));
         // The last check is at the cutoff, not after it.
         done.last_verify = Some(utc("2026-11-24 05:59:59"));
-        let p = plan(utc("2026-11-24 05:59:59"), Some(&t), &e, &done, None);
+        let p = plan("2026-11-24 05:59:59", Some(&t), &e, &done);
         assert_eq!(p.next, Some(utc("2026-11-24 06:00:00")));
         done.expired = true;
         done.last_verify = Some(utc("2026-11-24 06:00:00"));
-        let p = plan(utc("2026-11-24 06:00:00"), Some(&t), &e, &done, None);
-        assert_eq!(
-            p,
-            Plan {
-                due: vec![],
-                next: None
-            }
-        );
+        let p = plan("2026-11-24 06:00:00", Some(&t), &e, &done);
+        assert_eq!(p, nothing());
     }
 
     #[test]
@@ -413,26 +371,22 @@ mod tests {
     fn readiness_runs_at_0850_on_trading_days_only() {
         let r = Readiness::default();
         let e = expiry();
-        // Monday morning before 08:50: today.
-        assert_eq!(
-            next_readiness(utc("2026-11-23 08:49:55"), &r, &e),
-            Some(utc("2026-11-23 08:50:00"))
-        );
-        // At 08:50 itself it has run: tomorrow's.
-        assert_eq!(
-            next_readiness(utc("2026-11-23 08:50:00"), &r, &e),
-            Some(utc("2026-11-24 08:50:00"))
-        );
-        // Friday after the check: Monday's (the weekend skipped).
-        assert_eq!(
-            next_readiness(utc("2026-11-27 09:00:00"), &r, &e),
-            Some(utc("2026-11-30 08:50:00"))
-        );
-        // Thursday 24 Dec: Friday 25 Dec is a holiday, so Monday 28 Dec.
-        assert_eq!(
-            next_readiness(utc("2026-12-24 09:00:00"), &r, &e),
-            Some(utc("2026-12-28 08:50:00"))
-        );
+        for (after, expected) in [
+            // Monday morning before 08:50: today.
+            ("2026-11-23 08:49:55", "2026-11-23 08:50:00"),
+            // At 08:50 itself it has run: tomorrow's.
+            ("2026-11-23 08:50:00", "2026-11-24 08:50:00"),
+            // Friday after the check: Monday's (the weekend skipped).
+            ("2026-11-27 09:00:00", "2026-11-30 08:50:00"),
+            // Thursday 24 Dec: Friday 25 Dec is a holiday, so Monday 28 Dec.
+            ("2026-12-24 09:00:00", "2026-12-28 08:50:00"),
+        ] {
+            assert_eq!(
+                next_readiness(utc(after), &r, &e),
+                Some(utc(expected)),
+                "{after}"
+            );
+        }
     }
 
     #[test]
@@ -459,25 +413,18 @@ mod tests {
             remind("2026-11-23 08:45:00", "2026-11-23 08:45:00", false),
             Some(utc("2026-11-23 09:00:00"))
         );
-        assert_eq!(
-            remind("2026-11-23 09:00:00", "2026-11-23 09:00:00", false),
-            None
-        );
-        // A valid token stops it at once.
-        assert_eq!(
-            remind("2026-11-23 08:46:00", "2026-11-23 08:45:00", true),
-            None
-        );
-        // Woken after market open (a suspend): no stale reminder.
-        assert_eq!(
-            remind("2026-11-23 10:00:00", "2026-11-23 08:45:00", false),
-            None
-        );
-        // Not on a holiday, and "0s" means once.
-        assert_eq!(
-            remind("2026-12-25 08:45:00", "2026-12-25 08:45:00", false),
-            None
-        );
+        for (now, last, usable) in [
+            ("2026-11-23 09:00:00", "2026-11-23 09:00:00", false),
+            // A valid token stops it at once.
+            ("2026-11-23 08:46:00", "2026-11-23 08:45:00", true),
+            // Woken after market open (a suspend): no stale reminder.
+            ("2026-11-23 10:00:00", "2026-11-23 08:45:00", false),
+            // Not on a holiday.
+            ("2026-12-25 08:45:00", "2026-12-25 08:45:00", false),
+        ] {
+            assert_eq!(remind(now, last, usable), None, "{now} after {last}");
+        }
+        // "0s" means once.
         assert_eq!(
             next_repeat(
                 utc("2026-11-23 08:45:00"),
@@ -502,53 +449,21 @@ mod tests {
             last_remind: Some(utc("2026-11-23 08:45:00")),
             ..Done::default()
         };
-        let p = super::plan(
-            utc("2026-11-23 08:45:00"),
-            None,
-            &expiry(),
-            &done,
-            None,
-            &r,
-            None,
-        );
+        let p = reminding("2026-11-23 08:45:00", None, &done, &r);
         assert_eq!(p.next, Some(utc("2026-11-23 08:46:00")));
-        let p = super::plan(
-            utc("2026-11-23 08:46:00"),
-            None,
-            &expiry(),
-            &done,
-            None,
-            &r,
-            None,
-        );
+        let p = reminding("2026-11-23 08:46:00", None, &done, &r);
         assert_eq!(p.due, vec![Action::Remind]);
         // With a valid token the repeat is gone from the plan (an invalidated one does not count).
         let t = token("2026-11-24T06:00:00+05:30");
         let mut logged_in = done.clone();
         logged_in.follow(Some(&t), utc("2026-11-23 08:45:30"));
         logged_in.last_verify = Some(utc("2026-11-23 08:45:30"));
-        let p = super::plan(
-            utc("2026-11-23 08:46:00"),
-            Some(&t),
-            &expiry(),
-            &logged_in,
-            None,
-            &r,
-            None,
-        );
+        let p = reminding("2026-11-23 08:46:00", Some(&t), &logged_in, &r);
         assert!(!p.due.contains(&Action::Remind), "{p:?}");
         assert_eq!(p.next, Some(utc("2026-11-23 09:15:30")));
         let mut dead = t.clone();
         dead.invalidated = Some("Kite refused it".into());
-        let p = super::plan(
-            utc("2026-11-23 08:46:00"),
-            Some(&dead),
-            &expiry(),
-            &done,
-            None,
-            &r,
-            None,
-        );
+        let p = reminding("2026-11-23 08:46:00", Some(&dead), &done, &r);
         assert_eq!(p.due, vec![Action::Remind]);
     }
 }
