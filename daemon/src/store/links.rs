@@ -1,7 +1,7 @@
 //! What the store keeps for logins beyond the token: the key that signs login links (made once,
 //! replaced when links are revoked) and the Zerodha user kited pinned.
 
-use crate::store::{make_private, Store, StoreError, PINNED_USER, TICKET_KEY, TICKET_KEY_LEN};
+use crate::store::{Store, StoreError, PINNED_USER, TICKET_KEY, TICKET_KEY_LEN};
 
 impl Store {
     /// The key that signs login tickets: made (random) and flushed the first time, then the same
@@ -14,16 +14,8 @@ impl Store {
                 ))
             });
         }
-        let key: [u8; TICKET_KEY_LEN] = rand::random();
-        self.with_db(|db| {
-            db.keys.insert(TICKET_KEY, &key[..])?;
-            db.db.flush()?;
-            Ok(())
-        })?;
-        make_private(&self.dir).map_err(|source| StoreError::Dir {
-            dir: self.dir.clone(),
-            source,
-        })?;
+        let key = self.rotate_ticket_key()?;
+        self.keep_private()?;
         Ok(key)
     }
 
@@ -31,11 +23,7 @@ impl Store {
     /// link signed with the old key fails from now on, after a restart too.
     pub fn rotate_ticket_key(&self) -> Result<[u8; TICKET_KEY_LEN], StoreError> {
         let key: [u8; TICKET_KEY_LEN] = rand::random();
-        self.with_db(|db| {
-            db.keys.insert(TICKET_KEY, &key[..])?;
-            db.db.flush()?;
-            Ok(())
-        })?;
+        self.write_flushed(|db| db.keys.insert(TICKET_KEY, &key[..]))?;
         Ok(key)
     }
 
@@ -47,13 +35,9 @@ impl Store {
 
     /// Pins `user_id` (or with `None` unpins), on disk before it returns.
     pub fn set_pinned_user(&self, user_id: Option<&str>) -> Result<(), StoreError> {
-        self.with_db(|db| {
-            match user_id {
-                Some(user_id) => db.keys.insert(PINNED_USER, user_id.as_bytes())?,
-                None => db.keys.remove(PINNED_USER)?,
-            };
-            db.db.flush()?;
-            Ok(())
+        self.write_flushed(|db| match user_id {
+            Some(user_id) => db.keys.insert(PINNED_USER, user_id.as_bytes()),
+            None => db.keys.remove(PINNED_USER),
         })
     }
 }

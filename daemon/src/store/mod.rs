@@ -251,24 +251,32 @@ impl Store {
             token: token.clone(),
         };
         let bytes = serde_json::to_vec(&envelope).expect("a token record serializes");
-        self.with_db(|db| {
-            db.tokens.insert(CURRENT, bytes)?;
-            db.db.flush()?;
-            Ok(())
-        })?;
-        // sled may have created files since open; keep them private even under a loose umask.
-        make_private(&self.dir).map_err(|source| StoreError::Dir {
-            dir: self.dir.clone(),
-            source,
-        })
+        self.write_flushed(|db| db.tokens.insert(CURRENT, bytes))?;
+        self.keep_private()
     }
 
     /// Removes the token (logout) and waits until that is on disk.
     pub fn clear_token(&self) -> Result<(), StoreError> {
+        self.write_flushed(|db| db.tokens.remove(CURRENT))
+    }
+
+    /// Runs `write` and waits until it is on disk.
+    fn write_flushed<T>(
+        &self,
+        write: impl FnOnce(&Db) -> sled::Result<T>,
+    ) -> Result<(), StoreError> {
         self.with_db(|db| {
-            db.tokens.remove(CURRENT)?;
+            write(db)?;
             db.db.flush()?;
             Ok(())
+        })
+    }
+
+    /// Makes the files sled may have created since open private, even under a loose umask.
+    fn keep_private(&self) -> Result<(), StoreError> {
+        make_private(&self.dir).map_err(|source| StoreError::Dir {
+            dir: self.dir.clone(),
+            source,
         })
     }
 }
