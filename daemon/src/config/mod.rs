@@ -30,6 +30,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How the configuration reads the environment: a variable's value, if set (a map in tests).
+pub type Env<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
 /// Kite's own clients give up after 7 s; so do we by default.
 pub const DEFAULT_KITE_TIMEOUT: Duration = Duration::from_secs(7);
 /// Where the default profile listens: the redirect URL registered with Kite names it
@@ -157,10 +160,7 @@ impl Config {
     }
 
     /// Resolves the configuration from `flags`, the environment seen through `env`, and the file.
-    pub fn load(
-        flags: &Flags,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
         let profile = flags.profile.clone();
         let profile_name = profile.clone();
         let env = |key: &str| env(key).filter(|v| !v.is_empty());

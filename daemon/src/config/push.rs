@@ -3,6 +3,7 @@
 
 use crate::config::error::ConfigError;
 use crate::config::secrets::{self, SecretPlaces, SecretSource};
+use crate::config::Env;
 use crate::token::Secret;
 use kite_proto::event::EventName;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ pub const TELEGRAM_CREDENTIAL: &str = "telegram-bot-token";
 pub const NTFY_CREDENTIAL: &str = "ntfy-token";
 pub const TELEGRAM_TOKEN_ENV: &str = "KITED_TELEGRAM_BOT_TOKEN";
 pub const NTFY_TOKEN_ENV: &str = "KITED_NTFY_TOKEN";
+/// What each channel's required setting is, said when it is missing.
+const CHAT_ID_HELP: &str = "the chat the bot writes to (see getUpdates in the operations guide)";
+const NTFY_URL_HELP: &str = "the server and topic, like https://ntfy.sh/kite-7f3a9c";
 
 /// The resolved `[push]` section.
 #[derive(Debug, Clone, Default)]
@@ -64,10 +68,7 @@ impl PushSettings {
     }
 
     /// Resolves the file's `[push]` tables; a channel without its token (or chat id) is an error.
-    pub fn resolve(
-        file: &FilePush,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<PushSettings, ConfigError> {
+    pub fn resolve(file: &FilePush, env: &Env) -> Result<PushSettings, ConfigError> {
         let events = match &file.events {
             Some(list) => list
                 .iter()
@@ -111,22 +112,9 @@ impl PushSettings {
     }
 }
 
-fn resolve_telegram(
-    file: &FileTelegram,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<TelegramSettings, ConfigError> {
-    let chat_id = match &file.chat_id {
-        Some(ChatId::Text(text)) if !text.trim().is_empty() => text.trim().to_string(),
-        Some(ChatId::Number(n)) => n.to_string(),
-        _ => {
-            return Err(ConfigError::Invalid {
-                key: "push.telegram.chat_id",
-                message: "is missing: the chat the bot writes to (see getUpdates in the \
-                          operations guide)"
-                    .into(),
-            })
-        }
-    };
+fn resolve_telegram(file: &FileTelegram, env: &Env) -> Result<TelegramSettings, ConfigError> {
+    let chat_id = file.chat_id.as_ref().map(ChatId::text);
+    let chat_id = required("push.telegram.chat_id", chat_id.as_deref(), CHAT_ID_HELP)?.to_string();
     let api_root = checked_url(
         "push.telegram.api_root",
         file.api_root
@@ -160,20 +148,9 @@ fn resolve_telegram(
     })
 }
 
-fn resolve_ntfy(
-    file: &FileNtfy,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<NtfySettings, ConfigError> {
-    let url = match file.url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => checked_url("push.ntfy.url", url)?,
-        _ => {
-            return Err(ConfigError::Invalid {
-                key: "push.ntfy.url",
-                message: "is missing: the server and topic, like https://ntfy.sh/kite-7f3a9c"
-                    .into(),
-            })
-        }
-    };
+fn resolve_ntfy(file: &FileNtfy, env: &Env) -> Result<NtfySettings, ConfigError> {
+    let url = required("push.ntfy.url", file.url.as_deref(), NTFY_URL_HELP)?;
+    let url = checked_url("push.ntfy.url", url)?;
     let (token, token_source) = secrets::resolve(
         &SecretPlaces {
             var: NTFY_TOKEN_ENV,
@@ -189,6 +166,21 @@ fn resolve_ntfy(
         token,
         token_source,
     })
+}
+
+/// `value` trimmed, or an error saying `key` is missing and what it is for when it is empty.
+fn required<'a>(
+    key: &'static str,
+    value: Option<&'a str>,
+    what: &str,
+) -> Result<&'a str, ConfigError> {
+    match value.map(str::trim) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(ConfigError::Invalid {
+            key,
+            message: format!("is missing: {what}"),
+        }),
+    }
 }
 
 /// An https URL without a trailing slash; plain http only to this machine (a local relay or a
@@ -272,6 +264,16 @@ struct FileTelegram {
 enum ChatId {
     Number(i64),
     Text(String),
+}
+
+impl ChatId {
+    /// The id as Telegram's API takes it: text either way.
+    fn text(&self) -> String {
+        match self {
+            ChatId::Number(n) => n.to_string(),
+            ChatId::Text(text) => text.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

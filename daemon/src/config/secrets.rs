@@ -3,6 +3,7 @@
 //! which `check-config` shows instead of the value.
 
 use crate::config::error::ConfigError;
+use crate::config::Env;
 use crate::token::Secret;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +77,7 @@ pub struct SecretPlaces<'a> {
 /// calling it missing says so. A named file that cannot be read is an error, never skipped.
 pub fn resolve(
     places: &SecretPlaces<'_>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &Env,
 ) -> Result<(Option<Secret>, SecretSource), ConfigError> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {

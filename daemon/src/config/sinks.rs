@@ -3,6 +3,7 @@
 
 use crate::config::error::ConfigError;
 use crate::config::secrets::{self, SecretPlaces, SecretSource};
+use crate::config::Env;
 use crate::token::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ impl SinkSettings {
     pub fn resolve(
         file: &FileSinks,
         profile: &str,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &Env,
     ) -> Result<SinkSettings, ConfigError> {
         let redis = file
             .redis
@@ -69,11 +70,7 @@ pub fn redacted_url(text: &str) -> String {
     }
 }
 
-fn resolve_redis(
-    file: &FileRedis,
-    profile: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<RedisSettings, ConfigError> {
+fn resolve_redis(file: &FileRedis, profile: &str, env: &Env) -> Result<RedisSettings, ConfigError> {
     let invalid = |key: &'static str, message: String| ConfigError::Invalid { key, message };
     let text = match file.url.as_deref().map(str::trim) {
         Some(text) if !text.is_empty() => text,

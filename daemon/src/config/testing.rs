@@ -2,6 +2,7 @@
 //! configuration.
 
 use crate::config::error::ConfigError;
+use crate::config::Env;
 use chrono::{DateTime, FixedOffset};
 use std::time::Duration;
 
@@ -16,9 +17,7 @@ pub struct Testing {
 }
 
 /// The test-only knobs (see [`Testing`]); a value that does not parse is an error like any other.
-pub(super) fn resolve_testing(
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Testing, ConfigError> {
+pub(super) fn resolve_testing(env: &Env) -> Result<Testing, ConfigError> {
     let fake_now = env("KITED_FAKE_NOW")
         .map(|text| {
             DateTime::parse_from_rfc3339(text.trim()).map_err(|_| ConfigError::Invalid {
