@@ -1,8 +1,9 @@
 //! The web page and its scripts, compiled into the binary, and the small callback result page.
 
+use crate::server::http::reply::set_static;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Response, StatusCode};
 
 /// No inline script or style anywhere, no framing, no referrer (the callback URL carries a
@@ -46,12 +47,13 @@ impl Asset {
 pub fn asset(asset: Asset) -> Response<Full<Bytes>> {
     let (body, content_type) = asset.body_and_type();
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
+    set_static(
+        response.headers_mut(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
     );
     if matches!(asset, Asset::Index) {
         secure_html(&mut response);
@@ -60,19 +62,14 @@ pub fn asset(asset: Asset) -> Response<Full<Bytes>> {
 }
 
 fn secure_html(response: &mut Response<Full<Bytes>>) {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
+    set_static(
+        response.headers_mut(),
+        [
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
     );
 }
 
@@ -94,12 +91,13 @@ pub fn callback_page(status: StatusCode, outcome: &CallbackOutcome<'_>) -> Respo
     let html = callback_html(status.is_success(), outcome);
     let mut response = Response::new(Full::new(Bytes::from(html)));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    set_static(
+        response.headers_mut(),
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     secure_html(&mut response);
     response
 }

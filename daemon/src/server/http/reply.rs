@@ -4,7 +4,7 @@
 use crate::session::SessionError;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -19,17 +19,25 @@ pub fn error_status(error: &SessionError) -> StatusCode {
 pub fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
+    set_static(
+        response.headers_mut(),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
     );
     response
+}
+
+/// Sets each header to its fixed value, in place of any it had.
+pub fn set_static(
+    headers: &mut HeaderMap,
+    pairs: impl IntoIterator<Item = (HeaderName, &'static str)>,
+) {
+    for (name, value) in pairs {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
 }
 
 /// An error answer in the shape web dashboards read: `{"detail": "..."}`.

@@ -10,7 +10,7 @@
 
 use crate::config::public_url::{self, HostKind, PublicUrl};
 use crate::server::http::page;
-use crate::server::http::reply::{detail, json_response, Body};
+use crate::server::http::reply::{detail, json_response, set_static, Body};
 use crate::server::http::request::{HttpRequest, Listener};
 use crate::server::http::token_api;
 use crate::session::Session;
@@ -238,17 +238,13 @@ fn preflight(allowed: bool, headers: &HeaderMap) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     let out = response.headers_mut();
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST"),
-    );
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type"),
-    );
-    out.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
+    set_static(
+        out,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
     );
     if headers.contains_key("access-control-request-private-network") {
         out.insert(
