@@ -20,7 +20,9 @@ use kite_tests::{Daemon, Sim, SimConfig};
 
 use crate::machine::which;
 use crate::setup::login;
-use observers::{fingerprint, follow_watch, kill_group, Seen};
+use observers::{
+    fingerprint, follow_watch, kill_group, node_command, python_command, spawn_observer, Seen,
+};
 use redis::{follow_redis, Redis};
 
 /// How long one login may take to reach every observer before the run gives up on it.
@@ -103,8 +105,8 @@ pub fn run(kitectl: &Path, repo: &Path, logins: usize) -> Result<String, String>
 
     let python = repo.join("target/py-venv/bin/python");
     if python.is_file() {
-        let child =
-            observers::start_python(&python, &socket, &sim.url(), tx.clone(), ready_tx.clone())?;
+        let mut cmd = python_command(&python, &socket, &sim.url());
+        let child = spawn_observer("python", &mut cmd, tx.clone(), ready_tx.clone())?;
         children.push(child);
         expected.push("python");
     } else {
@@ -115,14 +117,8 @@ pub fn run(kitectl: &Path, repo: &Path, logins: usize) -> Result<String, String>
     }
     let node_modules = repo.join("clients/node/test/deps/node_modules");
     if node_modules.is_dir() && which("node").is_some() {
-        let child = observers::start_node(
-            repo,
-            &node_modules,
-            &socket,
-            &sim.url(),
-            tx.clone(),
-            ready_tx.clone(),
-        )?;
+        let mut cmd = node_command(repo, &node_modules, &socket, &sim.url());
+        let child = spawn_observer("node", &mut cmd, tx.clone(), ready_tx.clone())?;
         children.push(child);
         expected.push("node");
     } else {

@@ -132,39 +132,28 @@ pub fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The Python observer on `socket`, with the library's Kite client pointed at `root`.
-pub fn start_python(
-    python: &Path,
-    socket: &Path,
-    root: &str,
-    tx: mpsc::Sender<Seen>,
-    ready: mpsc::Sender<&'static str>,
-) -> Result<Child, String> {
+/// The Python observer's command: on `socket`, with the library's Kite client pointed at
+/// `root`.
+pub fn python_command(python: &Path, socket: &Path, root: &str) -> Command {
     let mut cmd = Command::new(python);
     cmd.args(["-c", PYTHON_OBSERVER]).arg(socket).arg(root);
-    spawn_observer("python", &mut cmd, tx, ready)
+    cmd
 }
 
-/// The Node observer on `socket`: the library in `repo`, its dependencies in `node_modules`.
-pub fn start_node(
-    repo: &Path,
-    node_modules: &Path,
-    socket: &Path,
-    root: &str,
-    tx: mpsc::Sender<Seen>,
-    ready: mpsc::Sender<&'static str>,
-) -> Result<Child, String> {
+/// The Node observer's command, the same with the library in `repo` and its dependencies in
+/// `node_modules`.
+pub fn node_command(repo: &Path, node_modules: &Path, socket: &Path, root: &str) -> Command {
     let mut cmd = Command::new("node");
     cmd.args(["-e", NODE_OBSERVER])
         .arg(repo.join("clients/node"))
         .arg(socket)
         .arg(root)
         .env("NODE_PATH", node_modules);
-    spawn_observer("node", &mut cmd, tx, ready)
+    cmd
 }
 
 /// Starts a library observer and follows the lines it prints.
-fn spawn_observer(
+pub fn spawn_observer(
     observer: &'static str,
     cmd: &mut Command,
     tx: mpsc::Sender<Seen>,
