@@ -7,11 +7,12 @@
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::harness::{free_port, POLL_INTERVAL};
+use crate::harness::free_port;
 use crate::http_client::HttpReply;
+use crate::proxy_process::ProxyProcess;
 
 /// The public name kited is configured with (`http.public_url = https://kited.test:PORT`).
 pub const PUBLIC_HOST: &str = "kited.test";
@@ -40,10 +41,7 @@ pub fn public_url(port: u16) -> String {
 
 /// A running Caddy process.
 pub struct Caddy {
-    child: Child,
-    port: u16,
-    log_path: PathBuf,
-    client: reqwest::blocking::Client,
+    proxy: ProxyProcess,
     // Last: the process is gone before its directory is removed.
     dir: tempfile::TempDir,
 }
@@ -104,50 +102,20 @@ impl Caddy {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let client = https_client(port);
-        let mut caddy = Caddy {
-            child,
-            port,
-            log_path,
-            client,
-            dir,
-        };
-        caddy.wait_ready();
-        caddy
-    }
-
-    /// Waits until `GET /healthz` through Caddy gets an answer from kited: any status but the
-    /// 502 Caddy gives while kited is unreachable (a proxy set up to be refused gets 421).
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "caddy exited ({status}) before it was ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if r.status != 502) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "caddy on port {} did not answer /healthz within {START_DEADLINE:?}; log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        let mut proxy = ProxyProcess::new("caddy", child, port, log_path);
+        // Any answer from kited will do: every status but the 502 Caddy gives while kited is
+        // unreachable (a proxy set up to be refused gets 421).
+        proxy.wait_ready(|status| status != 502);
+        Caddy { proxy, dir }
     }
 
     /// `https://kited.test:PORT`.
     pub fn public_url(&self) -> String {
-        public_url(self.port)
+        self.proxy.public_url()
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.proxy.port
     }
 
     pub fn dir(&self) -> &Path {
@@ -156,18 +124,13 @@ impl Caddy {
 
     /// Caddy's own log.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.proxy.log()
     }
 
     /// A request through the proxy over HTTPS (`path` may carry a query); redirects are not
     /// followed. Panics with Caddy's log when the request itself fails.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpReply {
-        self.try_request(method, path, headers).unwrap_or_else(|e| {
-            panic!(
-                "{method} {path} through caddy failed: {e}; log:\n{}",
-                self.log()
-            )
-        })
+        self.proxy.request(method, path, headers)
     }
 
     /// `GET path` through the proxy.
@@ -177,7 +140,10 @@ impl Caddy {
 
     /// `POST path` with `body` through the proxy.
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: String) -> HttpReply {
-        let mut request = self.client.post(format!("{}{path}", self.public_url()));
+        let mut request = self
+            .proxy
+            .client
+            .post(format!("{}{path}", self.public_url()));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -196,34 +162,19 @@ impl Caddy {
     /// GETs an absolute URL with the same client (follows nothing); for links kited sent.
     pub fn get_url(&self, url: &str) -> HttpReply {
         let response = self
+            .proxy
             .client
             .get(url)
             .send()
             .unwrap_or_else(|e| panic!("GET {url} failed: {e}; caddy log:\n{}", self.log()));
         into_reply(response)
     }
-
-    fn try_request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<HttpReply, reqwest::Error> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.public_url()));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().map(into_reply)
-    }
 }
 
 impl Drop for Caddy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.proxy.child.kill();
+        let _ = self.proxy.child.wait();
     }
 }
 

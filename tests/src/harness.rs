@@ -17,12 +17,12 @@ use serde_json::Value;
 
 pub use crate::daemon_builder::DaemonBuilder;
 use crate::http_client::{self, HttpReply};
+/// [`POLL_INTERVAL`] also paces the harness's readiness checks.
+pub use crate::poll::{eventually, POLL_INTERVAL};
 use crate::sim::Sim;
 
 /// How long a daemon may take to become ready.
 pub const START_DEADLINE: Duration = Duration::from_secs(10);
-/// How often readiness (and [`eventually`]) is re-checked.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long [`Daemon::terminate`] waits after SIGTERM.
 pub const TERM_DEADLINE: Duration = Duration::from_secs(5);
 /// Read timeout on IPC connections made by the harness.
@@ -74,20 +74,6 @@ pub fn reply_status(reply: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"))
-}
-
-/// Polls `check` every [`POLL_INTERVAL`] until it holds; panics naming `what` after `timeout`.
-pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
 }
 
 /// A running `kited` process with its own temporary directory. Dropping it kills the process

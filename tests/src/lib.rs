@@ -9,6 +9,8 @@ pub mod hostile_http;
 pub mod http_client;
 pub mod nginx;
 pub mod ntfy_sim;
+mod poll;
+mod proxy_process;
 pub mod push_sim;
 pub mod recipe;
 pub mod redis_server;

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crate::caddy::{https_client, PUBLIC_HOST, REQUEST_TIMEOUT, START_DEADLINE};
+use crate::caddy::PUBLIC_HOST;
 use crate::harness::POLL_INTERVAL;
 use crate::http_client::HttpReply;
+use crate::proxy_process::ProxyProcess;
 
 /// The nginx binary: `$KITED_NGINX` or Debian's `/usr/sbin/nginx`.
 pub fn nginx_bin() -> PathBuf {
@@ -77,11 +78,9 @@ impl Default for NginxDir {
 
 /// A running nginx.
 pub struct Nginx {
-    child: Child,
-    port: u16,
-    client: reqwest::blocking::Client,
+    proxy: ProxyProcess,
     // Last: the process is gone before its directory is removed.
-    dir: NginxDir,
+    _dir: NginxDir,
 }
 
 impl Nginx {
@@ -124,46 +123,20 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut nginx = Nginx {
-            child,
-            port,
-            client: https_client(port),
-            dir,
-        };
-        nginx.wait_ready();
-        nginx
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "nginx exited ({status}) before it was ready; log:\n{}",
-                    self.log()
-                );
-            }
-            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if r.status == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx on port {} did not answer /healthz within {START_DEADLINE:?}; log:\n{}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        let log_path = root.join("logs/error.log");
+        let mut proxy = ProxyProcess::new("nginx", child, port, log_path);
+        proxy.wait_ready(|status| status == 200);
+        Nginx { proxy, _dir: dir }
     }
 
     /// nginx's error log.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
+        self.proxy.log()
     }
 
     /// `https://kited.test:PORT`.
     pub fn public_url(&self) -> String {
-        crate::caddy::public_url(self.port)
+        self.proxy.public_url()
     }
 
     /// A request through nginx over HTTPS (SNI `kited.test`; `headers` may name another
@@ -174,41 +147,28 @@ impl Nginx {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<HttpReply, reqwest::Error> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.public_url()))
-            .timeout(REQUEST_TIMEOUT);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().map(crate::caddy::into_reply)
+        self.proxy.try_request(method, path, headers)
     }
 
     /// Like [`try_request`](Self::try_request), panicking with nginx's log on failure.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpReply {
-        self.try_request(method, path, headers).unwrap_or_else(|e| {
-            panic!(
-                "{method} {path} through nginx failed: {e}; log:\n{}",
-                self.log()
-            )
-        })
+        self.proxy.request(method, path, headers)
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM is nginx's fast shutdown; SIGKILL only if it does not go.
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        let pid = rustix::process::Pid::from_raw(self.proxy.child.id() as i32);
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         let mut gone = false;
-        eventually_quiet(&mut self.child, &mut gone);
+        eventually_quiet(&mut self.proxy.child, &mut gone);
         if !gone {
-            let _ = self.child.kill();
+            let _ = self.proxy.child.kill();
         }
-        let _ = self.child.wait();
+        let _ = self.proxy.child.wait();
     }
 }
 

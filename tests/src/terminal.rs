@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,16 @@ impl Terminal {
             .read(true)
             .write(true)
             .open(&self.slave_path)
+            .unwrap()
+    }
+
+    /// Starts `command` with this terminal as its stdin, stdout and stderr.
+    pub fn spawn(&self, command: &mut Command) -> Child {
+        command
+            .stdin(self.slave())
+            .stdout(self.slave())
+            .stderr(self.slave())
+            .spawn()
             .unwrap()
     }
 

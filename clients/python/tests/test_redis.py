@@ -29,18 +29,26 @@ def next_cutoff() -> datetime:
     return cutoff if cutoff > now else cutoff + timedelta(days=1)
 
 
+def sim_and_redis(test: unittest.TestCase, password: str = None) -> tuple[Sim, RedisServer]:
+    """A simulator and a redis-server (wanting ``password`` if given), stopped when ``test``
+    ends. Without the redis package the test is skipped, or fails under CI=true, where it must
+    run."""
+    if redis is None:
+        if os.environ.get("CI") == "true":
+            test.fail("the redis package is not installed (CI=true: this must run)")
+        test.skipTest("the redis package is not installed: pip install redis")
+    sim = Sim.start()
+    test.addCleanup(sim.stop)
+    server = RedisServer.start(password=password)
+    test.addCleanup(server.stop)
+    return sim, server
+
+
 class RedisMode(unittest.TestCase):
     password = None
 
     def setUp(self) -> None:
-        if redis is None:
-            if os.environ.get("CI") == "true":
-                self.fail("the redis package is not installed (CI=true: this must run)")
-            self.skipTest("the redis package is not installed: pip install redis")
-        self.sim = Sim.start()
-        self.addCleanup(self.sim.stop)
-        self.server = RedisServer.start(password=self.password)
-        self.addCleanup(self.server.stop)
+        self.sim, self.server = sim_and_redis(self, password=self.password)
         env = {"KITED_REDIS_URL": self.server.url}
         if self.password:
             env["KITED_REDIS_PASSWORD"] = self.password
@@ -187,14 +195,7 @@ class ThroughKitedsRedisSink(unittest.TestCase):
     ``[sinks.redis]`` sink, and the library reads and follows Redis alone (no socket)."""
 
     def setUp(self) -> None:
-        if redis is None:
-            if os.environ.get("CI") == "true":
-                self.fail("the redis package is not installed (CI=true: this must run)")
-            self.skipTest("the redis package is not installed: pip install redis")
-        self.sim = Sim.start()
-        self.addCleanup(self.sim.stop)
-        self.server = RedisServer.start()
-        self.addCleanup(self.server.stop)
+        self.sim, self.server = sim_and_redis(self)
         self.daemon = Kited.start(self.sim, config=f'[sinks.redis]\nurl = "{self.server.url}"\n')
         self.addCleanup(self.daemon.stop)
         clean_env(self, KITED_REDIS_URL=self.server.url)

@@ -1,14 +1,13 @@
 //! The HTTP API's routes and their answers: status, callback URL, refresh_info, not configured, healthz, no route leaks the token.
 
 use chrono::Timelike;
-use kite_tests::harness::free_port;
 use kite_tests::{follow_browser_login, Daemon};
 use serde_json::{json, Value};
 
 use crate::helper::http::{assert_detail, generate, header, GENERATE_FAILED};
 use crate::helper::{
     browser_login, ctl_token, exchange_calls, fresh_states, get, get_json, rfc3339_json, sim,
-    web_config, web_daemon,
+    web_config, web_daemon, web_daemon_with_origin,
 };
 
 #[test]
@@ -224,12 +223,7 @@ fn healthz_and_unknown_routes() {
 #[test]
 fn no_get_route_returns_the_access_token() {
     let sim = sim();
-    let allowed = format!("http://127.0.0.1:{}", free_port());
-    let d = Daemon::builder(&sim)
-        .config_toml(&web_config(&format!(
-            "[http]\nallowed_origins = [\"{allowed}\"]\n"
-        )))
-        .start();
+    let (d, allowed) = web_daemon_with_origin(&sim);
     let callback_page = browser_login(&d).page;
     let token = ctl_token(&d);
     assert!(token.len() >= 16, "{token}");

@@ -90,19 +90,7 @@ fn setup_refuses_bad_input_and_writes_nothing() {
 fn setup_writes_private_files_that_a_kited_started_by_hand_uses() {
     let sim = sim();
     let home = Home::new();
-    let out = home.run(
-        &[
-            "setup",
-            "--no-systemd",
-            "--api-key",
-            &sim.api_key(),
-            "--api-secret-file",
-            "-",
-        ],
-        &format!("{}\n", sim.api_secret()),
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = home.setup_for(&sim, &[]);
     assert!(
         stdout.contains("http://127.0.0.1:8079/auth/callback"),
         "the redirect URL to register: {stdout}"
@@ -163,29 +151,11 @@ fn setup_writes_private_files_that_a_kited_started_by_hand_uses() {
 #[test]
 fn setup_leaves_existing_files_alone_without_force() {
     let home = Home::new();
-    let args = [
-        "setup",
-        "--no-systemd",
-        "--api-key",
-        "abcdef12",
-        "--api-secret-file",
-        "-",
-    ];
-    let out = home.run(&args, "first-secret\n");
+    let out = home.setup(&[], "abcdef12", "first-secret");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let secret = home.file("default.api-secret");
 
-    let out = home.run(
-        &[
-            "setup",
-            "--no-systemd",
-            "--api-key",
-            "zyxwvu98",
-            "--api-secret-file",
-            "-",
-        ],
-        "second-secret\n",
-    );
+    let out = home.setup(&[], "zyxwvu98", "second-secret");
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -201,7 +171,7 @@ fn setup_leaves_existing_files_alone_without_force() {
 
     // Only the secret file left over (say, from a half-done manual install) is also kept.
     fs::remove_file(home.file("default.toml")).unwrap();
-    let out = home.run(&args, "second-secret\n");
+    let out = home.setup(&[], "abcdef12", "second-secret");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(secret.to_str().unwrap()));
     assert_eq!(fs::read_to_string(&secret).unwrap(), "first-secret\n");
@@ -263,21 +233,7 @@ fn setup_of_a_named_profile_without_a_user_manager_says_how_to_start_kited() {
 #[test]
 fn setup_gives_each_further_profile_a_port_and_redirect_url_of_its_own() {
     let home = Home::new();
-    let setup = |profile: &str| {
-        home.run(
-            &[
-                "--profile",
-                profile,
-                "setup",
-                "--no-systemd",
-                "--api-key",
-                "abcdef12",
-                "--api-secret-file",
-                "-",
-            ],
-            "s3cret\n",
-        )
-    };
+    let setup = |profile: &str| home.setup(&["--profile", profile], "abcdef12", "s3cret");
     for (profile, port) in [("default", 8079), ("prod", 8179), ("dev", 8279)] {
         let out = setup(profile);
         let stdout = text(&out.stdout);
@@ -315,21 +271,7 @@ fn setup_tells_a_running_unconfigured_kited_to_reload() {
         text(&before.stdout)
     );
     let socket = daemon.socket_path().to_str().unwrap().to_string();
-    let out = home.run(
-        &[
-            "--socket",
-            &socket,
-            "setup",
-            "--no-systemd",
-            "--api-key",
-            &sim.api_key(),
-            "--api-secret-file",
-            "-",
-        ],
-        &format!("{}\n", sim.api_secret()),
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = home.setup_for(&sim, &["--socket", &socket]);
     assert!(
         stdout.contains("it reloaded and uses this one now"),
         "{stdout}"

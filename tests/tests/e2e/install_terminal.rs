@@ -11,13 +11,7 @@ fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
     const SECRET: &str = "typed-secret-7c1d";
     let home = Home::new();
     let mut terminal = Terminal::open();
-    let mut child = home
-        .kitectl(&["setup", "--no-systemd"])
-        .stdin(terminal.slave())
-        .stdout(terminal.slave())
-        .stderr(terminal.slave())
-        .spawn()
-        .unwrap();
+    let mut child = terminal.spawn(&mut home.kitectl(&["setup", "--no-systemd"]));
     terminal.answer("api key", "abcdef12");
     terminal.answer("api secret", SECRET);
     terminal.answer("Public", "https://kite.example.com");
@@ -49,13 +43,7 @@ fn setup_on_a_terminal_asks_and_does_not_echo_the_secret() {
 fn setup_on_a_terminal_asks_again_after_a_typo_and_says_where_the_secret_is() {
     let home = Home::new();
     let mut terminal = Terminal::open();
-    let mut child = home
-        .kitectl(&["setup", "--no-systemd"])
-        .stdin(terminal.slave())
-        .stdout(terminal.slave())
-        .stderr(terminal.slave())
-        .spawn()
-        .unwrap();
+    let mut child = terminal.spawn(&mut home.kitectl(&["setup", "--no-systemd"]));
     terminal.answer("api key", "not a key!");
     terminal.answer_again("api key", 2, "abcdef12");
     terminal.answer("api secret", "");

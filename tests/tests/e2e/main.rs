@@ -18,7 +18,8 @@ mod first_hour; // the first hour of a new user, message by message
 mod get_token; // `kitectl get-token`, `--wait`, `exec`/`env`, no daemon running
 mod get_token_crowd; // a hundred `get-token --wait` processes wake with one token
 mod login; // the browser login, the callback page and its state, expiry, logout
-mod public_listener; // `http.public_listen` behind the Caddy and nginx recipes
+mod public_listener; // `http.public_listen`, proxy headers on `http.listen`, their config
+mod public_proxies; // the guide's Caddy and nginx recipes in front of the public listener
 mod readiness; // the morning readiness check on trading days
 mod remote; // logging in from anywhere through a real Caddy
 mod token_events; // another user's login, the refresh token, postbacks, a woken waiter

@@ -214,19 +214,23 @@ fn desktop_notifications_and_the_log_in_button() {
     );
 }
 
+/// A `notify.command` hook that touches a file named after each event in `files`; the TOML
+/// value of `command` that runs it.
+fn event_marker_hook(files: &Path) -> String {
+    let hook = script(
+        &files.join("hook.sh"),
+        &format!("touch {}/$KITED_EVENT\n", files.display()),
+    );
+    format!("[{}]", toml_string(&hook.display().to_string()))
+}
+
 #[test]
 fn no_session_bus_is_one_warning_and_the_daemon_carries_on() {
     let sim = sim();
     let files = scratch();
-    let hook = script(
-        &files.path().join("hook.sh"),
-        &format!("touch {}/$KITED_EVENT\n", files.path().display()),
-    );
+    let hook = event_marker_hook(files.path());
     let daemon = Daemon::builder(&sim)
-        .config_toml(&format!(
-            "[notify]\ncommand = [{}]\n",
-            toml_string(&hook.display().to_string())
-        ))
+        .config_toml(&format!("[notify]\ncommand = {hook}\n"))
         .env(
             "DBUS_SESSION_BUS_ADDRESS",
             &format!("unix:path={}/no-bus", files.path().display()),
@@ -288,15 +292,9 @@ fn desktop_false_sends_no_notifications() {
     let server = Notifications::start(&bus, false);
     let sim = sim();
     let files = scratch();
-    let hook = script(
-        &files.path().join("hook.sh"),
-        &format!("touch {}/$KITED_EVENT\n", files.path().display()),
-    );
+    let hook = event_marker_hook(files.path());
     let daemon = Daemon::builder(&sim)
-        .config_toml(&format!(
-            "[notify]\ndesktop = false\ncommand = [{}]\n",
-            toml_string(&hook.display().to_string())
-        ))
+        .config_toml(&format!("[notify]\ndesktop = false\ncommand = {hook}\n"))
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .start();
     login_headless(&daemon);

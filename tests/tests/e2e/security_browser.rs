@@ -2,11 +2,10 @@
 
 use kite_tests::harness::free_port;
 use kite_tests::http_client::{self, HttpReply};
-use kite_tests::Daemon;
 use serde_json::json;
 
 use crate::helper::http::{assert_detail, generate, header, post_json_raw, GENERATE_FAILED};
-use crate::helper::{exchange_calls, get, get_json, sim, web_config, web_daemon};
+use crate::helper::{exchange_calls, get, get_json, sim, web_daemon, web_daemon_with_origin};
 
 fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -17,12 +16,7 @@ fn url_encode(text: &str) -> String {
 #[test]
 fn cors_only_for_allowed_origins_and_never_star() {
     let sim = sim();
-    let allowed = format!("http://127.0.0.1:{}", free_port());
-    let d = Daemon::builder(&sim)
-        .config_toml(&web_config(&format!(
-            "[http]\nallowed_origins = [\"{allowed}\"]\n"
-        )))
-        .start();
+    let (d, allowed) = web_daemon_with_origin(&sim);
     let vary_has_origin = |reply: &HttpReply| {
         reply.header_all("vary").iter().any(|v| {
             v.split(',')

@@ -5,6 +5,7 @@ use std::process::Output;
 use kite_tests::{follow_browser_login, Daemon};
 
 use crate::helper::ctl::{ctl_get_token, stderr, stdout};
+use crate::helper::http::GET_ROUTES;
 use crate::helper::sim;
 use serde_json::json;
 
@@ -42,16 +43,7 @@ fn secret_and_token_never_appear_in_logs_errors_or_pages() {
     let request_token = sim.issue_request_token();
     run(&mut seen, &["exchange", &request_token], false);
     run(&mut seen, &["exchange", &request_token], true);
-    for path in [
-        "/",
-        "/healthz",
-        "/api/token/status",
-        "/api/token/callback-url",
-        "/api/token/refresh-info",
-        "/static/kite-token-flow.js",
-        "/auth/callback?status=success&request_token=abc&state=nope",
-        "/auth/callback?status=cancelled",
-    ] {
+    for path in GET_ROUTES {
         let (_, headers, body) = daemon.http_get(path);
         seen.push((format!("GET {path}"), body));
         seen.push((format!("headers of GET {path}"), format!("{headers:?}")));

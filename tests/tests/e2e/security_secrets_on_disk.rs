@@ -10,6 +10,7 @@ use kite_tests::http_client;
 use kite_tests::Daemon;
 use serde_json::json;
 
+use crate::helper::http::GET_ROUTES;
 use crate::helper::socket::{connect, contains, exchange, read_line};
 use crate::helper::{served_token, sim, the_new_token, toml_string};
 
@@ -113,18 +114,7 @@ fn secrets_appear_nowhere_kited_writes() {
     said.push(("exchange reused".into(), answer.to_string().into_bytes()));
 
     // HTTP: every GET route, failing POSTs, and one successful generate (its answer excepted).
-    for path in [
-        "/",
-        "/healthz",
-        "/api/token/status",
-        "/api/token/callback-url",
-        "/api/token/refresh-info",
-        "/static/kite-token-flow.js",
-        "/static/app.js",
-        "/auth/callback?status=success&request_token=abc&state=forged",
-        "/auth/callback?status=cancelled",
-        "/nope",
-    ] {
+    for path in GET_ROUTES {
         let reply = daemon.http("GET", path, &[], b"");
         said.push((format!("GET {path}"), head_and_body(&reply)));
     }

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kite_tests::Daemon;
+use kite_tests::{Daemon, DaemonBuilder};
 
 use crate::helper::ctl::{
     code, ctl_exchange, ctl_fails, ctl_get_token, ctl_status_json, describe, one_error_line,
@@ -243,25 +243,32 @@ fn stale_socket_from_a_crash_is_replaced() {
     assert_eq!(ctl_get_token(&daemon), token);
 }
 
+/// Spawns a second kited from `builder`, which shares `what` with a running one, and asserts
+/// that it exits with a failure; returns it, for its log.
+fn second_daemon_fails(builder: DaemonBuilder, what: &str) -> Daemon {
+    let mut second = builder.keep_redirect().spawn();
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| {
+            panic!(
+                "a second kited on {what} kept running; log:\n{}",
+                second.log()
+            )
+        });
+    assert!(!status.success(), "second kited should fail: {status}");
+    second
+}
+
 #[test]
 fn second_daemon_on_the_same_state_dir_refuses() {
     let sim = sim();
     let mut first = Daemon::start(&sim);
     let token = browser_login(&first).token;
 
-    let mut second = Daemon::builder(&sim)
-        .state_dir(first.state_dir())
-        .keep_redirect()
-        .spawn();
-    let status = second
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| {
-            panic!(
-                "a second kited on the same state dir kept running; log:\n{}",
-                second.log()
-            )
-        });
-    assert!(!status.success(), "second kited should fail: {status}");
+    let second = second_daemon_fails(
+        Daemon::builder(&sim).state_dir(first.state_dir()),
+        "the same state dir",
+    );
     let log = second.log();
     assert!(
         log.contains("another kited is already running for profile default"),
@@ -282,19 +289,10 @@ fn second_daemon_on_the_same_socket_does_not_steal_it() {
     let token = browser_login(&first).token;
     let inode_before = inode(first.socket_path());
 
-    let mut second = Daemon::builder(&sim)
-        .socket(first.socket_path())
-        .keep_redirect()
-        .spawn();
-    let status = second
-        .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| {
-            panic!(
-                "a second kited on a live socket kept running; log:\n{}",
-                second.log()
-            )
-        });
-    assert!(!status.success(), "second kited should fail: {status}");
+    let second = second_daemon_fails(
+        Daemon::builder(&sim).socket(first.socket_path()),
+        "a live socket",
+    );
     let log = second.log();
     assert!(
         log.contains("another kited") || log.contains("already"),

@@ -12,32 +12,18 @@ mod session;
 #[allow(dead_code)]
 mod http_client;
 
+/// Polling with a deadline, shared with kite-tests' harness the same way.
+#[path = "../../../src/poll.rs"]
+mod poll;
+
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use kite_proto::checksum::session_checksum;
 use kite_sim::{Sim, SimConfig};
 use serde_json::Value;
 
 use crate::http_client::HttpReply;
-
-/// How often [`eventually`] looks again: short enough that a test waits little past the moment
-/// its condition holds, long enough not to spin a core.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Polls `check` every [`POLL_INTERVAL`] until it holds; panics naming `what` after `timeout`.
-fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
+use crate::poll::eventually;
 
 /// A simulator that redirects logins to [`CALLBACK`] (nothing listens there).
 fn redirecting_sim() -> Sim {

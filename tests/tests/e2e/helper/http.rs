@@ -46,6 +46,21 @@ pub fn assert_detail(reply: &HttpReply, status: u16, needles: &[&str]) -> String
 
 pub const GENERATE_FAILED: &str = "Failed to generate access token: ";
 
+/// The GET routes a caller may try, the pages and the failing callbacks included: what the
+/// secrets tests read every answer of.
+pub const GET_ROUTES: [&str; 10] = [
+    "/",
+    "/healthz",
+    "/api/token/status",
+    "/api/token/callback-url",
+    "/api/token/refresh-info",
+    "/static/kite-token-flow.js",
+    "/static/app.js",
+    "/auth/callback?status=success&request_token=abc&state=forged",
+    "/auth/callback?status=cancelled",
+    "/nope",
+];
+
 pub fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
     reply.header(name)
 }

@@ -29,7 +29,10 @@ use kite_tests::{follow_browser_login, Daemon, Sim, SimConfig};
 use serde_json::Value;
 
 pub use process::{first_line, read_outputs, wait_child, ChildGuard};
-pub use web::{ctl_token, exchange_calls, fresh_states, get, get_json, web_config, web_daemon};
+pub use web::{
+    ctl_token, exchange_calls, fresh_states, get, get_json, web_config, web_daemon,
+    web_daemon_with_origin,
+};
 
 /// A simulator with the default app, user and secrets.
 pub fn sim() -> Sim {

@@ -1,4 +1,4 @@
-//! A throwaway home for `kitectl setup`, and its usage errors.
+//! A throwaway home for `kitectl setup`, and setup run in it.
 
 use std::fs;
 use std::io::Write;
@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use kite_tests::harness::bin;
+use kite_tests::Sim;
+
+use super::text;
 
 /// A throwaway home: `HOME`, `XDG_CONFIG_HOME` and `XDG_RUNTIME_DIR` (with no user manager in it,
 /// so `systemctl --user` finds nothing).
@@ -62,5 +65,29 @@ impl Home {
         // kitectl may exit before reading stdin (a usage error): a broken pipe is fine.
         let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
+    }
+
+    /// `kitectl GLOBAL_ARGS setup --no-systemd --api-key API_KEY --api-secret-file -` with
+    /// `secret` and a newline on stdin.
+    pub fn setup(&self, global_args: &[&str], api_key: &str, secret: &str) -> Output {
+        let mut args = global_args.to_vec();
+        args.extend([
+            "setup",
+            "--no-systemd",
+            "--api-key",
+            api_key,
+            "--api-secret-file",
+            "-",
+        ]);
+        self.run(&args, &format!("{secret}\n"))
+    }
+
+    /// [`setup`](Self::setup) for the simulator's app; asserts it succeeded and returns what it
+    /// printed.
+    pub fn setup_for(&self, sim: &Sim, global_args: &[&str]) -> String {
+        let out = self.setup(global_args, &sim.api_key(), &sim.api_secret());
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        stdout
     }
 }

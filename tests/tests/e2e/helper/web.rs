@@ -2,6 +2,7 @@
 //! warn window, GETs that must succeed, and what the simulator saw of the exchanges.
 
 use chrono::Timelike;
+use kite_tests::harness::free_port;
 use kite_tests::http_client::HttpReply;
 use kite_tests::{Daemon, Sim};
 use serde_json::Value;
@@ -15,6 +16,18 @@ pub fn web_config(extra: &str) -> String {
 /// A daemon started with [`web_config`] and nothing extra.
 pub fn web_daemon(sim: &Sim) -> Daemon {
     Daemon::builder(sim).config_toml(&web_config("")).start()
+}
+
+/// A daemon started with [`web_config`] that allows one cross-origin caller, a loopback origin
+/// on a free port; returns it and that origin.
+pub fn web_daemon_with_origin(sim: &Sim) -> (Daemon, String) {
+    let allowed = format!("http://127.0.0.1:{}", free_port());
+    let d = Daemon::builder(sim)
+        .config_toml(&web_config(&format!(
+            "[http]\nallowed_origins = [\"{allowed}\"]\n"
+        )))
+        .start();
+    (d, allowed)
 }
 
 /// `GET path` on the daemon.

@@ -1,0 +1,105 @@
+//! What the Caddy and nginx fixtures share: a started proxy process, HTTPS requests through it
+//! to `kited.test:PORT`, its log, and the wait until it reaches kited.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Instant;
+
+use crate::caddy::{https_client, into_reply, public_url, REQUEST_TIMEOUT, START_DEADLINE};
+use crate::harness::POLL_INTERVAL;
+use crate::http_client::HttpReply;
+
+/// A running proxy and the HTTPS client that reaches it. Stopping it is its owner's job.
+pub(crate) struct ProxyProcess {
+    /// `caddy` or `nginx`, for messages.
+    name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) client: reqwest::blocking::Client,
+    log_path: PathBuf,
+}
+
+impl ProxyProcess {
+    /// `child` answers HTTPS on `port` and writes its log to `log_path`.
+    pub(crate) fn new(
+        name: &'static str,
+        child: Child,
+        port: u16,
+        log_path: PathBuf,
+    ) -> ProxyProcess {
+        ProxyProcess {
+            name,
+            child,
+            port,
+            client: https_client(port),
+            log_path,
+        }
+    }
+
+    /// Polls `GET /healthz` through the proxy until `reached` accepts the status; panics with
+    /// the proxy's log when it exits first or [`START_DEADLINE`] passes.
+    pub(crate) fn wait_ready(&mut self, reached: impl Fn(u16) -> bool) {
+        let name = self.name;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{name} exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if matches!(self.try_request("GET", "/healthz", &[]), Ok(r) if reached(r.status)) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{name} on port {} did not answer /healthz within {START_DEADLINE:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// `https://kited.test:PORT`.
+    pub(crate) fn public_url(&self) -> String {
+        public_url(self.port)
+    }
+
+    /// The proxy's own log.
+    pub(crate) fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A request through the proxy over HTTPS (SNI `kited.test`; `headers` may name another
+    /// `Host`; `path` may carry a query); redirects are not followed.
+    pub(crate) fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpReply, reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.public_url()))
+            .timeout(REQUEST_TIMEOUT);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().map(into_reply)
+    }
+
+    /// Like [`try_request`](Self::try_request), panicking with the proxy's log on failure.
+    pub(crate) fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpReply {
+        self.try_request(method, path, headers).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} through {} failed: {e}; log:\n{}",
+                self.name,
+                self.log()
+            )
+        })
+    }
+}
