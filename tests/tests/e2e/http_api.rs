@@ -1,13 +1,13 @@
-//! The HTTP API's routes and their answers: status, callback URL, refresh_info, not configured, healthz, no route leaks the token.
+//! The HTTP API over a real server: status before and after a login, the callback URL, refresh-info's single-use logins, no route leaks the token. Status codes, details and headers of each route are unit tests of the routes.
 
 use chrono::Timelike;
-use kite_tests::{follow_browser_login, Daemon};
+use kite_tests::follow_browser_login;
 use serde_json::{json, Value};
 
-use crate::helper::http::{assert_detail, generate, header, GENERATE_FAILED};
+use crate::helper::http::header;
 use crate::helper::{
     browser_login, ctl_token, exchange_calls, fresh_states, get, get_json, rfc3339_json, sim,
-    web_config, web_daemon, web_daemon_with_origin,
+    web_daemon, web_daemon_with_origin,
 };
 
 #[test]
@@ -151,71 +151,6 @@ fn refresh_info_gives_a_fresh_single_use_login_url() {
     );
     assert_eq!(forged.status, 400);
     assert_eq!(exchange_calls(&sim), calls);
-}
-
-#[test]
-fn not_configured_answers_503_with_detail() {
-    let sim = sim();
-    let d = Daemon::builder(&sim)
-        .config_toml(&web_config(""))
-        .no_api_key()
-        .start();
-    let status = get_json(&d, "/api/token/status");
-    assert_eq!(status["configured"], false);
-    assert_eq!(status["state"], "none");
-    assert_eq!(status["valid"], false);
-    assert_eq!(status["needs_refresh"], true);
-    assert_detail(&get(&d, "/api/token/refresh-info"), 503, &["KITE_API_KEY"]);
-    let token = sim.issue_request_token();
-    assert_detail(
-        &generate(&d, &json!({ "request_token": token })),
-        503,
-        &[GENERATE_FAILED, "KITE_API_KEY"],
-    );
-    assert_eq!(exchange_calls(&sim), 0);
-    assert_eq!(get(&d, "/healthz").status, 200);
-    assert_eq!(get(&d, "/api/token/callback-url").status, 200);
-}
-
-#[test]
-fn healthz_and_unknown_routes() {
-    let sim = sim();
-    let d = web_daemon(&sim);
-    let health = get(&d, "/healthz");
-    assert_eq!(health.status, 200);
-    assert_detail(&get(&d, "/no/such/route"), 404, &[]);
-    assert_detail(
-        &d.http(
-            "POST",
-            "/api/token/status",
-            &[("Content-Type", "application/json")],
-            b"{}",
-        ),
-        405,
-        &[],
-    );
-    assert_detail(&get(&d, "/api/token/generate-access-token"), 405, &[]);
-    // The page and its assets.
-    for (path, media) in [
-        ("/", "text/html"),
-        ("/static/app.js", "text/javascript"),
-        ("/static/app.css", "text/css"),
-        ("/static/kite-token-flow.js", "text/javascript"),
-    ] {
-        let reply = get(&d, path);
-        assert_eq!(reply.status, 200, "{path}");
-        assert_eq!(reply.media_type().as_deref(), Some(media), "{path}");
-        assert_eq!(header(&reply, "x-content-type-options"), Some("nosniff"));
-    }
-    let js = get(&d, "/static/kite-token-flow.js").text();
-    for name in [
-        "KiteTokenFlow",
-        "createTokenRefreshButton",
-        "createTokenStatusIndicator",
-        "ensureValidToken",
-    ] {
-        assert!(js.contains(name), "kite-token-flow.js lacks {name}");
-    }
 }
 
 // 2. security rules, each attacked

@@ -1,4 +1,4 @@
-//! HTTP request limits: Host must name this server, JSON content type, oversized heads and bodies, slow clients.
+//! HTTP request limits a real server enforces: requests without Host, oversized heads and bodies, slow clients.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +9,7 @@ use kite_tests::harness::reply_status;
 use kite_tests::Daemon;
 use serde_json::{json, Value};
 
-use crate::helper::http::{assert_detail, post_json_raw, GENERATE_FAILED};
+use crate::helper::http::post_json_raw;
 use crate::helper::{exchange_calls, get, get_json, sim, web_daemon};
 
 /// [`assert_detail`] for a raw reply text: the status, a JSON `{"detail"}` body naming `needle`.
@@ -21,58 +21,13 @@ fn assert_raw_detail(reply: &str, status: u16, needle: &str) {
     assert!(detail.contains(needle), "{reply}");
 }
 
+/// The Host rules themselves are unit tests of the routes; what needs a real server is a request
+/// hyper parses without any Host, and a refused callback that must leave its login usable.
 #[test]
 fn host_header_must_name_this_server() {
     let sim = sim();
     let d = web_daemon(&sim);
     let port = d.http_addr().port();
-    let other = port.wrapping_add(1).max(1024);
-    let bad_hosts = [
-        format!("evil.com:{port}"),
-        "evil.com".to_string(),
-        format!("127.0.0.1:{other}"),
-        format!("localhost:{other}"),
-        format!("127.0.0.1:{port}.evil.com"),
-        format!("evil.127.0.0.1:{port}"),
-        "127.0.0.1".to_string(),
-        "localhost".to_string(),
-    ];
-    for host in &bad_hosts {
-        let reply = d.http("GET", "/api/token/status", &[("Host", host)], b"");
-        assert!(
-            (400..500).contains(&reply.status),
-            "Host {host} → {}",
-            reply.status
-        );
-        assert!(!reply.text().contains("\"state\""), "Host {host} got data");
-        let page = d.http("GET", "/", &[("Host", host)], b"");
-        assert!((400..500).contains(&page.status), "GET / with Host {host}");
-    }
-    // An exchange and a callback with a bad Host never reach Kite, even with good tokens.
-    let token = sim.issue_request_token();
-    let info = get_json(&d, "/api/token/refresh-info");
-    let login_url = url::Url::parse(info["login_url"].as_str().unwrap()).unwrap();
-    let state = login_url
-        .query_pairs()
-        .find(|(k, _)| k == "redirect_params")
-        .map(|(_, v)| v.trim_start_matches("state=").to_string())
-        .unwrap();
-    let callback =
-        format!("/auth/callback?action=login&status=success&state={state}&request_token={token}");
-    for host in &bad_hosts {
-        let reply = d.http(
-            "POST",
-            "/api/token/generate-access-token",
-            &[("Host", host), ("Content-Type", "application/json")],
-            json!({ "request_token": token }).to_string().as_bytes(),
-        );
-        assert!((400..500).contains(&reply.status), "POST with Host {host}");
-        let reply = d.http("GET", &callback, &[("Host", host)], b"");
-        assert!(
-            (400..500).contains(&reply.status),
-            "callback with Host {host}"
-        );
-    }
     // No Host at all (HTTP/1.1 and HTTP/1.0).
     for request in [
         "GET /api/token/status HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -90,57 +45,22 @@ fn host_header_must_name_this_server() {
         );
         assert!(!reply.contains("\"state\""), "no Host got data: {reply}");
     }
-    assert_eq!(
-        exchange_calls(&sim),
-        0,
-        "nothing with a bad Host reached Kite"
-    );
-
-    // The names that are this server work: the same callback now logs in.
-    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
-        let reply = d.http("GET", "/api/token/status", &[("Host", &host)], b"");
-        assert_eq!(reply.status, 200, "Host {host}");
-    }
-    let reply = get(&d, &callback);
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(exchange_calls(&sim), 1);
-}
-
-#[test]
-fn post_needs_a_json_content_type() {
-    let sim = sim();
-    let d = web_daemon(&sim);
+    // A callback with a foreign Host never reaches Kite, and leaves its login usable.
     let token = sim.issue_request_token();
-    let body = json!({ "request_token": token }).to_string();
-    let form = format!("request_token={token}");
-    let cases: [(Option<&str>, &str); 6] = [
-        (None, &body),
-        (Some("text/plain"), &body),
-        (Some("text/plain;charset=UTF-8"), &body),
-        (Some("application/x-www-form-urlencoded"), &form),
-        (Some("multipart/form-data; boundary=x"), &body),
-        (Some("application/jsonp"), &body),
-    ];
-    for (content_type, body) in cases {
-        let headers: Vec<(&str, &str)> = content_type
-            .map(|ct| vec![("Content-Type", ct)])
-            .unwrap_or_default();
-        let reply = d.http(
-            "POST",
-            "/api/token/generate-access-token",
-            &headers,
-            body.as_bytes(),
-        );
-        assert_detail(&reply, 415, &[GENERATE_FAILED, "application/json"]);
-    }
-    assert_eq!(exchange_calls(&sim), 0);
-    // A charset parameter is fine.
-    let reply = d.http(
-        "POST",
-        "/api/token/generate-access-token",
-        &[("Content-Type", "application/json; charset=utf-8")],
-        body.as_bytes(),
-    );
+    let info = get_json(&d, "/api/token/refresh-info");
+    let login_url = url::Url::parse(info["login_url"].as_str().unwrap()).unwrap();
+    let state = login_url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_params")
+        .map(|(_, v)| v.trim_start_matches("state=").to_string())
+        .unwrap();
+    let callback =
+        format!("/auth/callback?action=login&status=success&state={state}&request_token={token}");
+    let foreign = format!("evil.com:{port}");
+    let reply = d.http("GET", &callback, &[("Host", &foreign)], b"");
+    assert!((400..500).contains(&reply.status), "{}", reply.status);
+    assert_eq!(exchange_calls(&sim), 0, "a foreign Host reached Kite");
+    let reply = get(&d, &callback);
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(exchange_calls(&sim), 1);
 }

@@ -26,9 +26,9 @@ mod token_events; // another user's login, the refresh token, postbacks, a woken
 
 // The interfaces.
 mod cli; // kitectl's completions, man page and help examples
-mod http_api; // the HTTP routes' answers: status, refresh_info, healthz, unknown routes
+mod http_api; // the HTTP API over a real server: status, refresh_info, no route leaks the token
 mod http_generate; // the HTTP generate route's success and failures
-mod http_limits; // HTTP limits: Host, content type, sizes, slow clients
+mod http_limits; // HTTP limits a real server enforces: no Host, sizes, slow clients
 mod socket; // the IPC socket: garbage, hang-ups, privacy, stale and contested sockets
 
 // Events and the programs that follow the token.
