@@ -1,6 +1,7 @@
 //! Resolves one `Config` from flags, environment, the TOML file and defaults, in that order.
 
 pub(crate) mod check;
+pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod expiry;
 pub(crate) mod file;
@@ -12,6 +13,7 @@ pub(crate) mod secrets;
 pub(crate) mod sinks;
 pub(crate) mod testing;
 
+pub use crate::config::env::Env;
 pub use crate::config::error::ConfigError;
 use crate::config::expiry::resolve_expiry;
 pub use crate::config::expiry::Expiry;
@@ -29,9 +31,6 @@ use crate::token::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// How the configuration reads the environment: a variable's value, if set (a map in tests).
-pub type Env<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 /// Kite's own clients give up after 7 s; so do we by default.
 pub const DEFAULT_KITE_TIMEOUT: Duration = Duration::from_secs(7);

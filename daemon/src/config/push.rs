@@ -1,9 +1,9 @@
 //! The `[push]` config tables: which events go out, and the Telegram and ntfy channels with
 //! their tokens (from a file, systemd's credentials directory, or the environment).
 
+use crate::config::env::Env;
 use crate::config::error::ConfigError;
 use crate::config::secrets::{self, SecretPlaces, SecretSource};
-use crate::config::Env;
 use crate::token::Secret;
 use kite_proto::event::EventName;
 use serde::{Deserialize, Serialize};

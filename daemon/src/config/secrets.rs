@@ -2,8 +2,8 @@
 //! resolver that looks in the same places in the same order for each, and where each came from,
 //! which `check-config` shows instead of the value.
 
+use crate::config::env::Env;
 use crate::config::error::ConfigError;
-use crate::config::Env;
 use crate::token::Secret;
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,9 @@
 //! The `[sinks.redis]` table: where kited publishes the token for programs on other hosts and in
 //! containers, the ACL user and its password (never in the URL), the key and channel names.
 
+use crate::config::env::Env;
 use crate::config::error::ConfigError;
 use crate::config::secrets::{self, SecretPlaces, SecretSource};
-use crate::config::Env;
 use crate::token::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Knobs that exist only for tests, read from the environment with the rest of the
 //! configuration.
 
+use crate::config::env::Env;
 use crate::config::error::ConfigError;
-use crate::config::Env;
 use chrono::{DateTime, FixedOffset};
 use std::time::Duration;
 
