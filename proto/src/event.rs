@@ -159,7 +159,7 @@ pub struct Event {
 
 impl Event {
     pub fn to_line(&self) -> String {
-        crate::message::line_of(self)
+        crate::frame::line_of(self)
     }
 
     /// One sentence for a person: "Logged in as Asha until 06:00 tomorrow".

@@ -92,6 +92,14 @@ impl LineBuffer {
     }
 }
 
+/// `value` as JSON on one line, newline included: how every message and event is framed.
+pub(crate) fn line_of(value: &impl serde::Serialize) -> String {
+    let mut line = serde_json::to_string(value)
+        .expect("this crate's messages are string-keyed structs: they always serialize");
+    line.push('\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! handlers and `kitectl` cannot drift apart.
 
 use crate::error::WireError;
+use crate::frame::line_of;
 use crate::status::TokenStatus;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -271,14 +272,6 @@ pub fn parse_answer<T: DeserializeOwned>(line: &[u8]) -> Result<Answer<T>, Strin
         (false, Some(error)) => Ok(Err(error)),
         (false, None) => Err("a failure without an error".into()),
     }
-}
-
-/// `value` as JSON on one line, newline included.
-pub(crate) fn line_of(value: &impl Serialize) -> String {
-    let mut line = serde_json::to_string(value)
-        .expect("this crate's messages are string-keyed structs: they always serialize");
-    line.push('\n');
-    line
 }
 
 #[cfg(test)]

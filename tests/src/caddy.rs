@@ -8,18 +8,13 @@ use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::harness::free_port;
 use crate::http_client::HttpReply;
 use crate::proxy_process::ProxyProcess;
-
-/// The public name kited is configured with (`http.public_url = https://kited.test:PORT`).
-pub const PUBLIC_HOST: &str = "kited.test";
-/// How long Caddy may take to make its CA, a certificate, and answer through to kited.
-pub const START_DEADLINE: Duration = Duration::from_secs(20);
-/// Per request through the proxy.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::proxy_process::{
+    https_client, into_reply, public_url, PUBLIC_HOST, REQUEST_TIMEOUT, START_DEADLINE,
+};
 
 /// The Caddy binary: `$KITED_CADDY` or Debian's `/usr/bin/caddy`.
 pub fn caddy_bin() -> PathBuf {
@@ -32,11 +27,6 @@ pub fn caddy_bin() -> PathBuf {
 /// The HTTPS port for a Caddy that does not run yet: kited must know its public URL first.
 pub fn reserve_port() -> u16 {
     free_port()
-}
-
-/// `https://kited.test:PORT`.
-pub fn public_url(port: u16) -> String {
-    format!("https://{PUBLIC_HOST}:{port}")
 }
 
 /// A running Caddy process.
@@ -175,27 +165,5 @@ impl Drop for Caddy {
     fn drop(&mut self) {
         let _ = self.proxy.child.kill();
         let _ = self.proxy.child.wait();
-    }
-}
-
-/// An HTTPS client that reaches `kited.test:PORT` at 127.0.0.1 and accepts Caddy's internal CA.
-pub fn https_client(port: u16) -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .resolve(PUBLIC_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("an HTTPS client with static settings")
-}
-
-pub fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
-    let status = response.status();
-    let headers = crate::push_sim::header_pairs(response.headers());
-    let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    HttpReply {
-        status: status.as_u16(),
-        headers,
-        body,
     }
 }

@@ -2,13 +2,50 @@
 //! to `kited.test:PORT`, its log, and the wait until it reaches kited.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Child;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::caddy::{https_client, into_reply, public_url, REQUEST_TIMEOUT, START_DEADLINE};
 use crate::harness::POLL_INTERVAL;
 use crate::http_client::HttpReply;
+
+/// The public name kited is configured with (`http.public_url = https://kited.test:PORT`).
+pub const PUBLIC_HOST: &str = "kited.test";
+
+/// How long a proxy may take to start (Caddy makes its CA and a certificate) and answer
+/// through to kited.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Per request through the proxy.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `https://kited.test:PORT`.
+pub fn public_url(port: u16) -> String {
+    format!("https://{PUBLIC_HOST}:{port}")
+}
+
+/// An HTTPS client that reaches `kited.test:PORT` at 127.0.0.1 and accepts Caddy's internal CA.
+pub fn https_client(port: u16) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .resolve(PUBLIC_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("an HTTPS client with static settings")
+}
+
+pub fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
+    let status = response.status();
+    let headers = crate::push_sim::header_pairs(response.headers());
+    let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    HttpReply {
+        status: status.as_u16(),
+        headers,
+        body,
+    }
+}
 
 /// A running proxy and the HTTPS client that reaches it. Stopping it is its owner's job.
 pub(crate) struct ProxyProcess {

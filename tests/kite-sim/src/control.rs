@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::faults::Fault;
 use crate::reply::{input_exception, Reply};
-use crate::server::ApiRequest;
+use crate::request::ApiRequest;
 use crate::state::{lock, Shared, User};
 
 /// `/_sim/*`: the control surface for other processes and humans.

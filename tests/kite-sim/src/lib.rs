@@ -13,6 +13,7 @@
 mod control;
 mod faults;
 mod reply;
+mod request;
 mod routes;
 mod server;
 mod sim;

@@ -8,7 +8,7 @@ use kite_proto::checksum::{checksums_match, refresh_checksum, session_checksum};
 use serde_json::json;
 
 use crate::reply::{input_exception, token_exception, Reply};
-use crate::server::ApiRequest;
+use crate::request::ApiRequest;
 use crate::state::{profile_data, State};
 
 const BAD_ACCESS_TOKEN: &str = "Incorrect `api_key` or `access_token`.";

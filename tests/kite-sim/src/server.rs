@@ -1,23 +1,22 @@
 //! The HTTP server: accepts connections, reads each request, logs it as a call, applies a
 //! queued fault or routes it, and stamps every answer with the simulator's `Date`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 use crate::control::control;
 use crate::faults::Fault;
 use crate::reply::{into_response, Reply, SimBody};
+use crate::request::ApiRequest;
 use crate::routes::route;
 use crate::state::{lock, Call, Shared};
 
@@ -42,46 +41,6 @@ pub(crate) async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<S
                 .await;
         });
     }
-}
-
-/// The parts of a request the routes look at.
-pub(crate) struct ApiRequest {
-    pub(crate) method: Method,
-    pub(crate) path: String,
-    pub(crate) query: String,
-    pub(crate) content_type: Option<String>,
-    pub(crate) authorization: Option<String>,
-    pub(crate) body: Bytes,
-}
-
-impl ApiRequest {
-    pub(crate) fn query_pairs(&self) -> HashMap<String, String> {
-        first_values(self.query.as_bytes())
-    }
-
-    /// The form body, or nothing when the body is not form-encoded (Kite ignores JSON bodies).
-    pub(crate) fn form(&self) -> HashMap<String, String> {
-        let is_form = self.content_type.as_deref().is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-        if is_form {
-            first_values(&self.body)
-        } else {
-            HashMap::new()
-        }
-    }
-}
-
-fn first_values(encoded: &[u8]) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(encoded) {
-        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    map
 }
 
 fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
