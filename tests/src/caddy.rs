@@ -1,7 +1,7 @@
 //! A real Caddy in front of a real kited: TLS with Caddy's own internal CA (`tls internal`) on
 //! an ephemeral port, reverse-proxying to kited's loopback port, exactly as the operations
 //! guide sets it up on a server. The public name [`PUBLIC_HOST`] resolves to 127.0.0.1 only
-//! inside the clients (reqwest's `resolve`, Chromium's host resolver rules): no DNS, no
+//! inside the clients (`http_client::request_to`, Chromium's host resolver rules): no DNS, no
 //! /etc/hosts. Dropping a `Caddy` kills it and removes its certificates and state.
 
 use std::fs::{self, File};
@@ -12,9 +12,7 @@ use std::process::{Command, Stdio};
 use crate::harness::free_port;
 use crate::http_client::HttpReply;
 use crate::proxy_process::ProxyProcess;
-pub use crate::proxy_process::{
-    https_client, into_reply, public_url, PUBLIC_HOST, REQUEST_TIMEOUT, START_DEADLINE,
-};
+pub use crate::proxy_process::{public_url, PUBLIC_HOST, REQUEST_TIMEOUT, START_DEADLINE};
 
 /// The Caddy binary: `$KITED_CADDY` or Debian's `/usr/bin/caddy`.
 pub fn caddy_bin() -> PathBuf {
@@ -130,17 +128,9 @@ impl Caddy {
 
     /// `POST path` with `body` through the proxy.
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: String) -> HttpReply {
-        let mut request = self
-            .proxy
-            .client
-            .post(format!("{}{path}", self.public_url()));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request
-            .body(body)
-            .send()
-            .map(into_reply)
+        let url = format!("{}{path}", self.public_url());
+        self.proxy
+            .try_send("POST", &url, headers, body.as_bytes())
             .unwrap_or_else(|e| {
                 panic!(
                     "POST {path} through caddy failed: {e}; log:\n{}",
@@ -149,15 +139,11 @@ impl Caddy {
             })
     }
 
-    /// GETs an absolute URL with the same client (follows nothing); for links kited sent.
+    /// GETs an absolute URL through the proxy (follows nothing); for links kited sent.
     pub fn get_url(&self, url: &str) -> HttpReply {
-        let response = self
-            .proxy
-            .client
-            .get(url)
-            .send()
-            .unwrap_or_else(|e| panic!("GET {url} failed: {e}; caddy log:\n{}", self.log()));
-        into_reply(response)
+        self.proxy
+            .try_send("GET", url, &[], b"")
+            .unwrap_or_else(|e| panic!("GET {url} failed: {e}; caddy log:\n{}", self.log()))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Plain-HTTP requests for the tests, made with the maintained `ureq` client and set up so a
-//! test sees what the server said: redirects are never followed, a 4xx or 5xx is a reply (not an
+//! HTTP requests for the tests, plain and TLS, made with the maintained `ureq` client and set up
+//! so a test sees what the server said: redirects are never followed, a 4xx or 5xx is a reply (not an
 //! error), nothing is retried or pooled, every request has a deadline, and a body shorter than
 //! its `Content-Length` is an `UnexpectedEof` error rather than a short body.
 //!
@@ -139,7 +139,39 @@ pub fn request_with_timeout(
     body: &[u8],
     timeout: Duration,
 ) -> io::Result<HttpReply> {
-    send(method, url, headers, body.to_vec(), timeout)
+    send(method, url, headers, body.to_vec(), timeout, None)
+}
+
+/// [`request_with_timeout`] connected to `to` whatever the URL's host resolves to, as a browser
+/// told to map a name does: `https://kited.test:PORT/...` reaches a proxy under test on loopback
+/// with `kited.test` as the TLS server name. The certificate is not verified: it comes from the
+/// proxy's own test CA.
+pub fn request_to(
+    to: SocketAddr,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<HttpReply> {
+    send(method, url, headers, body.to_vec(), timeout, Some(to))
+}
+
+/// A resolver that answers every name with one address.
+#[derive(Debug)]
+struct FixedAddress(SocketAddr);
+
+impl ureq::unversioned::resolver::Resolver for FixedAddress {
+    fn resolve(
+        &self,
+        _uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let mut addresses = self.empty();
+        addresses.push(self.0);
+        Ok(addresses)
+    }
 }
 
 fn send(
@@ -148,8 +180,9 @@ fn send(
     headers: &[(&str, &str)],
     body: impl ureq::AsSendBody,
     timeout: Duration,
+    to: Option<SocketAddr>,
 ) -> io::Result<HttpReply> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .max_idle_connections(0)
@@ -158,8 +191,20 @@ fn send(
         .accept(ureq::config::AutoHeaderValue::None)
         .accept_encoding(ureq::config::AutoHeaderValue::None)
         .timeout_global(Some(timeout))
-        .build()
-        .into();
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(to.is_some())
+                .build(),
+        )
+        .build();
+    let agent = match to {
+        Some(to) => ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            FixedAddress(to),
+        ),
+        None => config.into(),
+    };
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);

@@ -146,7 +146,7 @@ impl Nginx {
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<HttpReply, reqwest::Error> {
+    ) -> std::io::Result<HttpReply> {
         self.proxy.try_request(method, path, headers)
     }
 

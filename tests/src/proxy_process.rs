@@ -8,7 +8,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::harness::POLL_INTERVAL;
-use crate::http_client::HttpReply;
+use crate::http_client::{self, HttpReply};
 
 /// The public name kited is configured with (`http.public_url = https://kited.test:PORT`).
 pub const PUBLIC_HOST: &str = "kited.test";
@@ -25,35 +25,12 @@ pub fn public_url(port: u16) -> String {
     format!("https://{PUBLIC_HOST}:{port}")
 }
 
-/// An HTTPS client that reaches `kited.test:PORT` at 127.0.0.1 and accepts Caddy's internal CA.
-pub fn https_client(port: u16) -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .resolve(PUBLIC_HOST, SocketAddr::from(([127, 0, 0, 1], port)))
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("an HTTPS client with static settings")
-}
-
-pub fn into_reply(response: reqwest::blocking::Response) -> HttpReply {
-    let status = response.status();
-    let headers = crate::push_sim::header_pairs(response.headers());
-    let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    HttpReply {
-        status: status.as_u16(),
-        headers,
-        body,
-    }
-}
-
 /// A running proxy and the HTTPS client that reaches it. Stopping it is its owner's job.
 pub(crate) struct ProxyProcess {
     /// `caddy` or `nginx`, for messages.
     name: &'static str,
     pub(crate) child: Child,
     pub(crate) port: u16,
-    pub(crate) client: reqwest::blocking::Client,
     log_path: PathBuf,
 }
 
@@ -69,7 +46,6 @@ impl ProxyProcess {
             name,
             child,
             port,
-            client: https_client(port),
             log_path,
         }
     }
@@ -117,16 +93,25 @@ impl ProxyProcess {
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<HttpReply, reqwest::Error> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.public_url()))
-            .timeout(REQUEST_TIMEOUT);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().map(into_reply)
+    ) -> std::io::Result<HttpReply> {
+        self.try_send(
+            method,
+            &format!("{}{path}", self.public_url()),
+            headers,
+            b"",
+        )
+    }
+
+    /// Any request, to an absolute `url` (a link kited sent) or with a body, through the proxy.
+    pub(crate) fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<HttpReply> {
+        let at = SocketAddr::from(([127, 0, 0, 1], self.port));
+        http_client::request_to(at, method, url, headers, body, REQUEST_TIMEOUT)
     }
 
     /// Like [`try_request`](Self::try_request), panicking with the proxy's log on failure.
