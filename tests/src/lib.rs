@@ -10,6 +10,7 @@ pub mod http_client;
 pub mod nginx;
 pub mod ntfy_sim;
 mod poll;
+mod ports;
 mod proxy_process;
 pub mod push_sim;
 pub mod recipe;
