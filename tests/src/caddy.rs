@@ -146,10 +146,3 @@ impl Caddy {
             .unwrap_or_else(|e| panic!("GET {url} failed: {e}; caddy log:\n{}", self.log()))
     }
 }
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.proxy.child.kill();
-        let _ = self.proxy.child.wait();
-    }
-}

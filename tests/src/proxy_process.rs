@@ -25,13 +25,21 @@ pub fn public_url(port: u16) -> String {
     format!("https://{PUBLIC_HOST}:{port}")
 }
 
-/// A running proxy and the HTTPS client that reaches it. Stopping it is its owner's job.
+/// A running proxy. Dropping it kills the process (after whatever gentler stop its owner tried),
+/// so a test that panics, even while the proxy is starting, leaves nothing running.
 pub(crate) struct ProxyProcess {
     /// `caddy` or `nginx`, for messages.
     name: &'static str,
     pub(crate) child: Child,
     pub(crate) port: u16,
     log_path: PathBuf,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl ProxyProcess {
