@@ -6,6 +6,7 @@
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 /// How many ports below the ephemeral range are used: far more than one test run asks for.
 const SPAN: u32 = 10_000;
@@ -17,12 +18,15 @@ const LOWEST: u32 = 10_000;
 /// Calls so far; the next candidate is `start + count`.
 static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
 
-/// The first port of the kernel's ephemeral range.
+/// The first port of the kernel's ephemeral range, read once.
 fn ephemeral_start() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or(DEFAULT_EPHEMERAL_START)
+    static START: OnceLock<u32> = OnceLock::new();
+    *START.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok())
+            .unwrap_or(DEFAULT_EPHEMERAL_START)
+    })
 }
 
 /// A port on 127.0.0.1 that is free now and that nothing else is handed.

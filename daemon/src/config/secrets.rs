@@ -86,9 +86,12 @@ pub fn resolve(
             source,
         })
     };
-    let credential = env("CREDENTIALS_DIRECTORY")
-        .map(|dir| Path::new(&dir).join(places.credential))
-        .filter(|path| path.exists());
+    // Looked for only when the variable and the named file are absent.
+    let credential = || {
+        env("CREDENTIALS_DIRECTORY")
+            .map(|dir| Path::new(&dir).join(places.credential))
+            .filter(|path| path.exists())
+    };
     let found = if let Some(value) = env(places.var) {
         Some((value, SecretSource::Env(places.var)))
     } else if let Some(path) = places.file {
@@ -97,7 +100,7 @@ pub fn resolve(
             path: path.to_path_buf(),
         };
         Some((read(path)?, source))
-    } else if let Some(path) = credential {
+    } else if let Some(path) = credential() {
         Some((read(&path)?, SecretSource::Credential(path)))
     } else if let Some(path) = places.profile_file.filter(|p| p.exists()) {
         Some((read(path)?, SecretSource::ProfileFile(path.to_path_buf())))

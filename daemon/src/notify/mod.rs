@@ -300,13 +300,18 @@ pub async fn run_command(argv: Vec<String>, event: Event, timeout: Duration) {
             let _ = child.kill().await;
         }
     }
-    group.0 = None;
+    group.reaped();
 }
 
-/// A command's process group, killed when dropped while still set.
+/// A command's process group, killed when dropped before the command was reaped.
 struct ProcessGroup(Option<rustix::process::Pid>);
 
 impl ProcessGroup {
+    /// The command ended by itself: whatever it left running in its group is its own business.
+    fn reaped(&mut self) {
+        self.0 = None;
+    }
+
     fn kill(&mut self) {
         if let Some(pid) = self.0.take() {
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
