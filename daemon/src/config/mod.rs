@@ -126,28 +126,17 @@ impl Config {
         self.api_key.is_some() && self.api_secret.is_some()
     }
 
-    /// Where every secret in use came from: the api secret, the channels' tokens, the Redis
-    /// password, each with its config key.
-    pub fn secret_sources(&self) -> Vec<(&'static str, &SecretSource)> {
-        let mut sources = vec![("kite.api_secret", &self.secret_source)];
-        if let Some(telegram) = &self.push.telegram {
-            sources.push(("push.telegram.bot_token", &telegram.token_source));
-        }
-        if let Some(ntfy) = &self.push.ntfy {
-            sources.push(("push.ntfy.token", &ntfy.token_source));
-        }
-        if let Some(redis) = &self.sinks.redis {
-            sources.push(("sinks.redis.password", &redis.password_source));
-        }
-        sources
-    }
-
-    /// A warning for every secret kept in a file that others can read or that another user
-    /// owns: `check-config` prints them and kited logs them at start.
+    /// A warning for every secret in use (the api secret, the channels' tokens, the Redis
+    /// password) kept in a file that others can read or that another user owns: `check-config`
+    /// prints them and kited logs them at start.
     pub fn secret_file_warnings(&self) -> Vec<String> {
-        self.secret_sources()
+        let telegram = self.push.telegram.as_ref().map(|t| &t.token_source);
+        let ntfy = self.push.ntfy.as_ref().map(|n| &n.token_source);
+        let redis = self.sinks.redis.as_ref().map(|r| &r.password_source);
+        [Some(&self.secret_source), telegram, ntfy, redis]
             .into_iter()
-            .filter_map(|(_, source)| source.kept_in())
+            .flatten()
+            .filter_map(SecretSource::kept_in)
             .filter_map(secrets::exposure_warning)
             .collect()
     }
